@@ -1,0 +1,74 @@
+import pytest
+import torch
+
+from cnnlib import profiles
+from cnnlib.profiles import PROFILES, Budget, active_profile, budget, choose_device
+
+RECIPE = dict(epochs=10, batch_size=128, resize=96)
+
+
+def test_active_profile_defaults_to_the_hardware(monkeypatch):
+    monkeypatch.delenv("CNNLIB_PROFILE", raising=False)
+    monkeypatch.setattr(profiles, "choose_device", lambda: torch.device("cpu"))
+    assert active_profile() == "cpu"
+    monkeypatch.setattr(profiles, "choose_device", lambda: torch.device("cuda"))
+    assert active_profile() == "full"
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_active_profile_reads_the_environment(monkeypatch, name):
+    monkeypatch.setenv("CNNLIB_PROFILE", f" {name.upper()} ")
+    assert active_profile() == name
+
+
+def test_unknown_profile_lists_the_valid_ones(monkeypatch):
+    monkeypatch.setenv("CNNLIB_PROFILE", "fast")
+    with pytest.raises(ValueError, match="'fast'.*smoke, cpu, full"):
+        active_profile()
+    with pytest.raises(ValueError, match="smoke, cpu, full"):
+        budget(**RECIPE, profile="gpu")
+
+
+def test_full_is_the_recipe():
+    assert budget(**RECIPE, train_subset=None, profile="full") == Budget("full", 10, 128, 96, None, None)
+
+
+def test_cpu_scales_epochs_and_data():
+    assert budget(**RECIPE, profile="cpu") == Budget("cpu", 3, 128, 96, 6000, 2000)
+    assert budget(epochs=2, batch_size=64, train_subset=1000, profile="cpu") == Budget("cpu", 2, 64, None, 1000, 2000)
+
+
+def test_smoke_is_one_short_epoch():
+    assert budget(**RECIPE, profile="smoke") == Budget("smoke", 1, 128, 32, 512, 256)
+    assert budget(epochs=5, batch_size=32, resize=None, profile="smoke").resize is None
+
+
+def test_overrides_of_the_active_profile_win(monkeypatch):
+    kwargs = dict(RECIPE, cpu=dict(resize=64, epochs=5), smoke=dict(train_subset=128))
+    assert budget(**kwargs, profile="cpu") == Budget("cpu", 5, 128, 64, 6000, 2000)
+    assert budget(**kwargs, profile="smoke") == Budget("smoke", 1, 128, 32, 128, 256)
+    assert budget(**kwargs, profile="full") == Budget("full", 10, 128, 96, None, None)
+    monkeypatch.setenv("CNNLIB_PROFILE", "smoke")
+    assert budget(**kwargs).train_subset == 128
+
+
+def test_bad_arguments_are_reported():
+    with pytest.raises(TypeError, match="lr.*valid keys"):
+        budget(**RECIPE, cpu=dict(lr=0.1), profile="cpu")
+    with pytest.raises(ValueError, match="positive"):
+        budget(epochs=0, batch_size=128, profile="full")
+
+
+def test_describe_and_repr():
+    b = budget(**RECIPE, profile="cpu")
+    assert b.describe() == "cpu profile: 3 epochs, batch 128, resize 96, 6,000 train / 2,000 test images"
+    assert (Budget("full", 1, 256).describe()
+            == "full profile: 1 epoch, batch 256, native size, all train / all test images")
+    assert repr(b) == ("Budget(profile='cpu', epochs=3, batch_size=128, resize=96, "
+                       "train_subset=6000, test_subset=2000)")
+
+
+def test_choose_device():
+    assert choose_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    assert choose_device().type == expected

@@ -1,0 +1,189 @@
+import math
+import sys
+import types
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlib.data import DeviceLoader, fashion_mnist
+from cnnlib.train import (History, TrainingDiverged, autocast_dtype, cpu_has_fast_bf16, evaluate, fit,
+                          load_checkpoint, save_checkpoint, seed_everything)
+
+TIMING = ("examples_per_s", "seconds")
+
+
+@pytest.fixture(scope="module")
+def split():
+    return fashion_mnist(train=False)  # 10,000 images: plenty for subsets, quick to load
+
+
+@pytest.fixture
+def loaders(split):
+    train = DeviceLoader(split, 32, shuffle=True, subset=256, seed=0, device="cpu")
+    test = DeviceLoader(split, 128, shuffle=False, subset=128, seed=1, device="cpu")
+    return train, test
+
+
+def tiny_cnn(seed: int = 0, dropout: float = 0.0) -> nn.Module:
+    seed_everything(seed)
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4), nn.Flatten(), nn.Dropout(dropout),
+                         nn.Linear(8 * 7 * 7, 10))
+
+
+def without_timing(history: History) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in history.epochs]
+
+
+def test_fit_learns_and_records_every_epoch(loaders):
+    history = fit(tiny_cnn(), *loaders, epochs=2, lr=0.05, amp=None)
+    assert [row["epoch"] for row in history.epochs] == [1, 2] and not history.interrupted
+    assert set(history.epochs[0]) == {"epoch", "train_loss", "train_acc", "test_acc", "examples_per_s", "seconds", "lr"}
+    assert history.train_loss[1] < history.train_loss[0] < math.log(10) + 0.2
+    assert history.test_acc[-1] > 0.4  # chance: 0.1
+    assert all(s > 0 for s in history.examples_per_s) and history.lr == [0.05, 0.05]
+
+
+def test_seeded_runs_repeat_exactly(loaders, split):
+    runs = []
+    for _ in range(2):
+        train = DeviceLoader(split, 32, shuffle=True, augment=True, subset=256, seed=0, device="cpu")
+        runs.append(without_timing(fit(tiny_cnn(), train, loaders[1], epochs=2, amp=None)))
+    assert runs[0] == runs[1]
+
+
+def test_resume_gives_the_weights_of_an_uninterrupted_run(split, tmp_path):
+    def run(epochs, checkpoint=None, resume=False):
+        model = tiny_cnn(dropout=0.3)  # dropout: the torch RNG state must be restored too
+        train = DeviceLoader(split, 32, shuffle=True, augment=True, subset=128, device="cpu")
+        test = DeviceLoader(split, 128, shuffle=False, subset=64, device="cpu")
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=3 * len(train))
+        history = fit(model, train, test, epochs, optimizer=optimizer, scheduler=scheduler, amp=None,
+                      checkpoint=checkpoint, resume=resume)
+        return model, history
+
+    straight, straight_history = run(3)
+    run(2, checkpoint=tmp_path / "run.pt")  # "interrupted" after two epochs
+    resumed, resumed_history = run(3, checkpoint=tmp_path / "run.pt", resume=True)
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+    assert without_timing(resumed_history) == without_timing(straight_history)
+    assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]  # no temporary file left behind
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model, history = tiny_cnn(), History([dict(epoch=1, train_loss=1.0)])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    save_checkpoint(tmp_path / "sub" / "c.pt", model, optimizer, None, history, epoch=1)
+    other = tiny_cnn(seed=1)
+    epoch, loaded = load_checkpoint(tmp_path / "sub" / "c.pt", other, torch.optim.SGD(other.parameters(), lr=0.5))
+    assert epoch == 1 and loaded == history
+    assert torch.equal(other[0].weight, model[0].weight)
+    with pytest.raises(ValueError, match="checkpoint"):
+        fit(model, [], [], epochs=1, resume=True)
+
+
+def test_diverging_loss_raises(loaders):
+    with pytest.raises(TrainingDiverged, match="epoch 1, step 1 of 8.*lower learning rate"):
+        fit(tiny_cnn(), *loaders, epochs=1, amp=None, loss_fn=lambda logits, y: logits.sum() * float("nan"))
+
+
+def test_keyboard_interrupt_returns_the_finished_epochs(loaders):
+    steps = []
+
+    def interrupt_in_epoch_two(x, y):
+        steps.append(1)
+        if len(steps) > len(loaders[0]):
+            raise KeyboardInterrupt
+        return x, y
+
+    with pytest.warns(UserWarning, match="interrupted during epoch 2.*1 finished epoch"):
+        history = fit(tiny_cnn(), *loaders, epochs=3, amp=None, batch_transform=interrupt_in_epoch_two)
+    assert history.interrupted and len(history.epochs) == 1
+
+
+def test_hooks_soft_targets_inputs_and_per_batch_scheduler(loaders):
+    seen = []
+
+    class SoftLoss(nn.Module):
+        uses_inputs = True
+
+        def forward(self, logits, targets, inputs):
+            seen.append((targets.shape, inputs.shape))
+            return torch.sum(-targets * logits.log_softmax(1), 1).mean()
+
+    model = tiny_cnn()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 / (1 + step))
+    history = fit(model, *loaders, epochs=2, optimizer=optimizer, scheduler=scheduler, loss_fn=SoftLoss(), amp=None,
+                  batch_transform=lambda x, y: (x, nn.functional.one_hot(y, 10).float()))
+    assert seen[0] == ((32, 10), (32, 1, 28, 28)) and len(seen) == 16
+    assert scheduler.last_epoch == 16
+    assert history.lr == pytest.approx([0.1 / 8, 0.1 / 16])  # the rate of each epoch's last step
+    assert history.train_acc[-1] > 0.3  # argmax of the one-hot targets is the label
+
+
+def test_evaluate_and_channels_last(loaders):
+    model = tiny_cnn()
+    fit(model, *loaders, epochs=1, amp=None, channels_last=True)
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    model.train()
+    accuracy = evaluate(model, loaders[1])
+    assert model.training and 0.0 <= accuracy <= 1.0
+    assert accuracy == evaluate(model, list(loaders[1]), device="cpu", amp=None)
+
+
+def test_amp_modes():
+    cpu = torch.device("cpu")
+    assert autocast_dtype(None, cpu) is None and autocast_dtype("off", cpu) is None
+    assert autocast_dtype("bf16", cpu) == torch.bfloat16
+    assert autocast_dtype("auto", cpu) == (torch.bfloat16 if cpu_has_fast_bf16() else None)
+    with pytest.raises(ValueError, match="CUDA"):
+        autocast_dtype("fp16", cpu)
+    with pytest.raises(ValueError, match="'auto', 'bf16', 'fp16'"):
+        autocast_dtype("half", cpu)
+
+
+def test_bf16_training_runs(loaders):
+    history = fit(tiny_cnn(), *loaders, epochs=1, amp="bf16")
+    assert math.isfinite(history.train_loss[0])
+
+
+def test_progress_is_silent_under_pytest_and_can_be_forced(loaders, capsys):
+    fit(tiny_cnn(), *loaders, epochs=1, amp=None)
+    assert capsys.readouterr().out == ""
+    fit(tiny_cnn(), *loaders, epochs=1, amp=None, progress=True)
+    assert capsys.readouterr().out.startswith("epoch 1/1  loss ")
+
+
+def test_live_plot_updates_one_display(loaders, monkeypatch):
+    calls = []
+
+    class Handle:
+        def update(self, image):
+            calls.append(("update", image.data[:4]))
+
+    def display(image, display_id):
+        calls.append(("display", image.data[:4]))
+        return Handle()
+
+    monkeypatch.setitem(sys.modules, "IPython.display", types.SimpleNamespace(
+        display=display, Image=lambda data: types.SimpleNamespace(data=data)))
+    fit(tiny_cnn(), *loaders, epochs=3, amp=None, live_plot=True)
+    assert calls == [("display", b"\x89PNG"), ("update", b"\x89PNG"), ("update", b"\x89PNG")]
+
+
+def test_history_save_load(tmp_path):
+    history = History([dict(epoch=1, train_loss=0.5, train_acc=0.8, test_acc=0.7, examples_per_s=10.0,
+                            seconds=1.0, lr=0.1)], interrupted=True)
+    history.save(tmp_path / "h.json")
+    assert History.load(tmp_path / "h.json") == history
+    assert history.test_acc == [0.7] and history.to_dict()["interrupted"] is True
+
+
+def test_seed_everything_repeats_draws():
+    seed_everything(3)
+    a = torch.rand(3)
+    seed_everything(3)
+    assert torch.equal(a, torch.rand(3)) and torch.backends.cudnn.deterministic
