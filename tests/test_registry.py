@@ -1,0 +1,49 @@
+"""get_model / list_models."""
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlib.models import AlexNet, ResNet, get_model, list_models
+
+EXPECTED = {
+    "alexnet", "googlenet", "small_inception", "small_resnet", "residual_net", "plain_net",
+    *(f"resnet{d}" for d in (18, 34, 50, 101, 152)), *(f"resnet{d}d" for d in (18, 34, 50, 101, 152)),
+}  # fmt: skip
+
+
+def count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_list_models():
+    assert set(list_models()) == EXPECTED and list_models() == sorted(list_models())
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_model_builds_with_ten_classes_and_one_channel(name):
+    with torch.device("meta"):
+        model = get_model(name, num_classes=10, in_channels=1)
+    size = 28 if name.startswith(("small", "residual", "plain")) else 227 if name == "alexnet" else 224
+    assert model.in_channels == 1
+    assert model(torch.empty(2, 1, size, size, device="meta")).shape == (2, 10)
+
+
+def test_defaults_and_variants_are_forwarded():
+    with torch.device("meta"):
+        assert count(get_model("resnet50")) == 25_557_032
+        assert count(get_model("resnet50d")) == count(get_model("resnet50", stem_type="deep", avg_down=True))
+        assert count(get_model("resnet50d", avg_down=False)) == count(get_model("resnet50", stem_type="deep"))
+        small = get_model("alexnet", layout="small", lrn=False)
+        assert isinstance(small, AlexNet) and small.layout == "small" and small.in_channels == 1
+        assert get_model("small_resnet").in_channels == 1 and get_model("googlenet").in_channels == 3
+        plain, residual = get_model("plain_net", depth=56), get_model("residual_net", depth=56)
+        assert isinstance(plain, ResNet) and count(plain) == count(residual)
+        assert plain.shortcut == "none" and residual.shortcut == "zero_pad"
+
+
+def test_unknown_names_and_arguments():
+    with pytest.raises(ValueError, match="unknown model 'resnet05'.*'resnet50'"):
+        get_model("resnet05")
+    with pytest.raises(TypeError, match="lrn"):
+        get_model("resnet18", lrn=True)

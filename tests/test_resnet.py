@@ -1,0 +1,167 @@
+"""ResNets from one builder: torchvision's five, the Bag of Tricks variants, the plain twins,
+the small-input networks."""
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from cnnlib.layers import smallest_input_size
+from cnnlib.models import compare_with_reference
+from cnnlib.models.resnet import (
+    BasicBlock,
+    Bottleneck,
+    ResNet,
+    ZeroPadShortcut,
+    cifar_resnet,
+    resnet,
+    small_resnet,
+)
+
+TORCHVISION = {18: 11_689_512, 34: 21_797_672, 50: 25_557_032, 101: 44_549_160, 152: 60_192_808}
+RESNET_D = {18: 11_708_744, 34: 21_816_904, 50: 25_576_264, 101: 44_568_392, 152: 60_212_040}
+
+
+def count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("depth", sorted(TORCHVISION))
+def test_equals_torchvision(depth):
+    torch.manual_seed(depth)
+    reference = getattr(torchvision.models, f"resnet{depth}")()
+    with torch.device("meta"):
+        model = resnet(depth)
+    assert count(model) == count(reference) == TORCHVISION[depth]
+    x = torch.randn(1, 3, 64, 64)
+    assert compare_with_reference(model, reference, x) <= 1e-5
+    assert model(x).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("depth", sorted(RESNET_D))
+def test_resnet_d_parameter_counts(depth):
+    with torch.device("meta"):
+        model = resnet(depth, stem_type="deep", avg_down=True)
+    assert count(model) == RESNET_D[depth]
+
+
+def test_resnet_c_stem_is_three_3x3_convolutions_32_32_64():
+    with torch.device("meta"):
+        model = resnet(50, stem_type="deep")
+    convs = [m for m in model.conv1 if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.stride) for c in convs] == [
+        (3, 32, (3, 3), (2, 2)), (32, 32, (3, 3), (1, 1)), (32, 64, (3, 3), (1, 1)),
+    ]  # fmt: skip
+    assert model.bn1.num_features == 64
+
+
+def test_resnet_d_projection_pools_before_the_1x1():
+    with torch.device("meta"):
+        model = resnet(50, stem_type="deep", avg_down=True)
+    assert isinstance(model.layer1[0].downsample[0], nn.Identity)  # stride 1: nothing to pool
+    for stage in (model.layer2, model.layer3, model.layer4):
+        pool, conv, bn = stage[0].downsample
+        assert isinstance(pool, nn.AvgPool2d) and pool.kernel_size == 2 and pool.stride == 2
+        assert pool.ceil_mode and not pool.count_include_pad
+        assert conv.kernel_size == (1, 1) and conv.stride == (1, 1) and isinstance(bn, nn.BatchNorm2d)
+    odd = torch.empty(1, 3, 65, 65, device="meta")
+    assert model(odd).shape == (1, 1000)  # odd sizes: ceil_mode keeps both paths the same size
+
+
+def test_stride_placement_b_versus_the_papers():
+    torch.manual_seed(0)
+    b, a = resnet(50).eval(), resnet(50, stride_on="1x1").eval()
+    assert b.layer2[0].conv2.stride == (2, 2) and b.layer2[0].conv1.stride == (1, 1)
+    assert a.layer2[0].conv1.stride == (2, 2) and a.layer2[0].conv2.stride == (1, 1)
+    assert count(a) == count(b)
+    a.load_state_dict(b.state_dict(), strict=True)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert (a(x) - b(x)).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="applies to Bottleneck"):
+        resnet(18, stride_on="1x1")
+
+
+def test_projection_only_where_needed():
+    with torch.device("meta"):
+        r18, r50 = resnet(18), resnet(50)
+
+    def shortcuts(model):
+        return [name for name, m in model.named_modules() if name.endswith("downsample")]
+
+    assert shortcuts(r18) == ["layer2.0.downsample", "layer3.0.downsample", "layer4.0.downsample"]
+    assert shortcuts(r50) == [f"layer{i}.0.downsample" for i in range(1, 5)]  # 64 -> 256 in layer1
+
+
+def test_zero_init_residual_makes_blocks_start_as_identity():
+    model = resnet(50, zero_init_residual=True)
+    assert all(m.bn3.weight.abs().sum() == 0 for m in model.modules() if isinstance(m, Bottleneck))
+    model18 = resnet(18, zero_init_residual=True)
+    assert all(m.bn2.weight.abs().sum() == 0 for m in model18.modules() if isinstance(m, BasicBlock))
+    block = model18.layer1[1].eval()
+    x = torch.rand(2, 64, 8, 8)  # non-negative, as the output of a ReLU
+    assert torch.equal(block(x), x)
+    with pytest.raises(ValueError, match="plain network"):
+        cifar_resnet(20, shortcut="none", zero_init_residual=True)
+
+
+def test_basic_block_relu_after_the_addition():
+    torch.manual_seed(0)
+    block = BasicBlock(8, 8).eval()
+    x = torch.randn(2, 8, 6, 6)
+    with torch.no_grad():
+        branch = block.bn2(block.conv2(torch.relu(block.bn1(block.conv1(x)))))
+        assert torch.equal(block(x), torch.relu(branch + x))
+
+
+def test_plain_twin_for_the_degradation_experiment():
+    for depth in (20, 56):
+        residual, plain = cifar_resnet(depth), cifar_resnet(depth, shortcut="none")
+        assert count(residual) == count(plain)  # option A shortcuts have no parameters
+        weighted = [m for m in plain.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        assert len(weighted) == depth
+        assert not any(isinstance(m, ZeroPadShortcut) for m in plain.modules())
+        assert all(not m.residual for m in plain.modules() if isinstance(m, BasicBlock))
+    assert count(cifar_resnet(20)) == 269_434  # the paper's 0.27M
+    assert count(cifar_resnet(56)) == 852_730  # 0.85M
+    torch.manual_seed(0)
+    residual, plain = cifar_resnet(20).eval(), cifar_resnet(20, shortcut="none").eval()
+    plain.load_state_dict(residual.state_dict(), strict=True)
+    x = torch.randn(2, 1, 28, 28)
+    assert residual(x).shape == plain(x).shape == (2, 10)
+    assert not torch.allclose(residual(x), plain(x))
+    with pytest.raises(ValueError, match="6n \\+ 2"):
+        cifar_resnet(21)
+
+
+def test_zero_pad_shortcut_is_the_papers_option_a():
+    shortcut = ZeroPadShortcut(16, 32, 2)
+    x = torch.randn(2, 16, 7, 7)
+    out = shortcut(x)
+    assert out.shape == (2, 32, 4, 4)
+    assert torch.equal(out[:, :16], x[:, :, ::2, ::2]) and out[:, 16:].abs().sum() == 0
+
+
+def test_small_inputs():
+    model = resnet(18, num_classes=10, in_channels=1, small_input=True).eval()
+    assert isinstance(model.maxpool, nn.Identity) and model.conv1.kernel_size == (3, 3)
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    deep = resnet(50, num_classes=10, in_channels=1, small_input=True, stem_type="deep", avg_down=True).eval()
+    assert deep(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
+    small = small_resnet()
+    assert count(small) == 308_538
+    assert small(torch.randn(4, 1, 28, 28)).shape == (4, 10)
+    assert smallest_input_size(resnet(50)) == 1  # torchvision's meta "min_size" is (1, 1)
+
+
+def test_argument_errors():
+    with pytest.raises(ValueError, match="one width per stage"):
+        ResNet(BasicBlock, (2, 2), widths=(16, 32, 64))
+    with pytest.raises(ValueError, match="stem_type must be one of"):
+        resnet(18, stem_type="wide")
+    with pytest.raises(ValueError, match="avg_down"):
+        cifar_resnet(20, avg_down=True)
+    with pytest.raises(ValueError, match="depth must be one of"):
+        resnet(42)
+    with pytest.raises(ValueError, match="expected 3 input channels, got 1"):
+        resnet(18)(torch.zeros(1, 1, 32, 32))
