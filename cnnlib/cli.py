@@ -1,0 +1,157 @@
+"""Command-line trainer, on one device or several processes (``torchrun``)::
+
+    python -m cnnlib.train --model resnet18 --dataset fashion-mnist --epochs 10 --batch-size 128 \\
+        --lr 0.05 --resize 96 --tricks cosine,warmup,label-smoothing,mixup,no-bias-decay,zero-gamma \\
+        --amp bf16 --out history.json
+    torchrun --nproc_per_node=2 -m cnnlib.train --model resnet18 ...   # DistributedDataParallel
+
+``--batch-size`` is the global batch: with N processes each takes ``batch_size / N`` examples per
+step, so the same command line trains the same recipe whatever N is. Under ``torchrun``
+(``WORLD_SIZE`` > 1) the process group is initialised from the environment, with NCCL on GPUs
+and Gloo on CPUs; only rank 0 prints and writes ``--out`` and checkpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from cnnlib.data import DeviceLoader, fashion_mnist, mnist
+from cnnlib.train import History, choose_device, fit, seed_everything
+
+DATASETS = {"fashion-mnist": fashion_mnist, "mnist": mnist}
+TRICKS = ("cosine", "warmup", "label-smoothing", "mixup", "no-bias-decay", "zero-gamma")
+
+
+def _variant(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE a Python literal (``depth=20``, ``lrn=False``) or else a string (``layout=small``)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+def _tricks(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in TRICKS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown trick(s) {unknown}: choose from {', '.join(TRICKS)}")
+    return names
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m cnnlib.train", description="Train a cnnlib model on (Fashion-)MNIST.")
+    p.add_argument("--model", required=True, help="a name from cnnlib.models.list_models()")
+    p.add_argument("--variant", type=_variant, action="append", default=[], metavar="KEY=VALUE",
+                   help="extra keyword argument of get_model (repeatable), e.g. --variant stem_type=deep")
+    p.add_argument("--dataset", choices=sorted(DATASETS), default="fashion-mnist")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=128, help="global batch size, split over the processes")
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--resize", type=int, default=None, help="square input size (default: 28)")
+    p.add_argument("--augment", action="store_true", help="random crop (+ flip for Fashion-MNIST)")
+    p.add_argument("--subset", type=int, default=None, help="class-balanced training subset size")
+    p.add_argument("--test-subset", type=int, default=None, help="class-balanced test subset size")
+    p.add_argument("--tricks", type=_tricks, default=[], help=f"comma-separated, from: {', '.join(TRICKS)}")
+    p.add_argument("--warmup-epochs", type=int, default=1, help="length of the 'warmup' trick")
+    p.add_argument("--label-smoothing", type=float, default=0.1, help="eps of the 'label-smoothing' trick")
+    p.add_argument("--mixup-alpha", type=float, default=0.2, help="alpha of the 'mixup' trick")
+    p.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--device", default=None, help="default: cuda, then mps, then cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint", type=Path, default=None, help="saved after every epoch")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
+    p.add_argument("--out", type=Path, default=None, help="write the History here as JSON")
+    p.add_argument("--save-weights", type=Path, default=None,
+                   help="save the final state dict here (under torchrun: one file per rank, NAME.rankR.pt)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    return p.parse_args(argv)
+
+
+def _init_distributed(device: str | None) -> torch.device:
+    """Join the ``torchrun`` process group (NCCL on CUDA, Gloo otherwise); return this rank's device."""
+    if torch.cuda.is_available() and device in (None, "cuda"):
+        local = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(local)
+        dist.init_process_group("nccl", device_id=local)
+        return local
+    dist.init_process_group("gloo")
+    return choose_device(device)
+
+
+def main(argv: list[str] | None = None) -> History:
+    """Train as the command line says; return the History (on every rank)."""
+    args = parse_args(argv)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    device = _init_distributed(args.device) if distributed else choose_device(args.device)
+    try:
+        return _train(args, device)
+    finally:
+        if distributed:
+            dist.destroy_process_group()
+
+
+def _train(args: argparse.Namespace, device: torch.device) -> History:
+    from cnnlib import tricks
+    from cnnlib.models import get_model
+
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    if args.batch_size % world:
+        raise SystemExit(f"--batch-size {args.batch_size} must be a multiple of the number of processes ({world})")
+    load = DATASETS[args.dataset]
+    if rank > 0:
+        dist.barrier()  # rank 0 downloads and extracts first
+    train_set, test_set = load(train=True), load(train=False)
+    if rank == 0 and world > 1:
+        dist.barrier()
+    per_rank = args.batch_size // world
+    train = DeviceLoader(train_set, per_rank, shuffle=True, resize=args.resize, augment=args.augment,
+                         subset=args.subset, device=device, seed=args.seed)
+    test = DeviceLoader(test_set, per_rank, shuffle=False, resize=args.resize, subset=args.test_subset,
+                        device=device, seed=args.seed)
+
+    seed_everything(args.seed)  # the same initial weights on every rank
+    model = get_model(args.model, num_classes=len(train.classes), in_channels=1, **dict(args.variant))
+    if "zero-gamma" in args.tricks:
+        tricks.zero_gamma(model)
+    params = (tricks.no_bias_decay(model, args.weight_decay) if "no-bias-decay" in args.tricks
+              else model.parameters())
+    optimizer = torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    total = args.epochs * len(train)
+    warmup = args.warmup_epochs * len(train) if "warmup" in args.tricks else 0
+    scheduler = None
+    if "cosine" in args.tricks:
+        scheduler = tricks.warmup_cosine(optimizer, warmup, total)
+    elif warmup:  # warmup alone: linear ramp to the full rate, then constant
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
+    loss_fn = tricks.LabelSmoothingCrossEntropy(args.label_smoothing) if "label-smoothing" in args.tricks else None
+    mixup = tricks.Mixup(args.mixup_alpha, len(train.classes), seed=args.seed) if "mixup" in args.tricks else None
+
+    if rank == 0 and not args.quiet:
+        params_count = sum(p.numel() for p in model.parameters())
+        print(f"{args.model}: {params_count:,} parameters | {args.dataset}: {train.num_examples:,} train / "
+              f"{test.num_examples:,} test images | {args.epochs} epochs of {len(train)} steps, batch "
+              f"{args.batch_size} ({world} process{'es' * (world > 1)}) | {device} | tricks: "
+              f"{', '.join(args.tricks) or 'none'}", flush=True)
+    history = fit(model, train, test, args.epochs, optimizer=optimizer, scheduler=scheduler, loss_fn=loss_fn,
+                  device=device, amp=None if args.amp == "off" else args.amp, channels_last=args.channels_last,
+                  progress=not args.quiet, checkpoint=args.checkpoint, resume=args.resume, batch_transform=mixup)
+    if rank == 0 and args.out is not None:
+        history.save(args.out)
+    if args.save_weights is not None:
+        path = args.save_weights
+        if world > 1:
+            path = path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
+        torch.save(model.state_dict(), path)
+    return history
