@@ -1,0 +1,220 @@
+"""Interactive explorers for the notebooks, with their logic in plain, testable functions.
+
+Lesson 01: ``conv_explorer()`` shows how kernel, stride, padding and dilation set the output
+size of a convolution, ``o = floor((n + 2p - d(k - 1) - 1) / s) + 1``, and where the window
+sits for each output position.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from dataclasses import dataclass
+
+import ipywidgets as widgets
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+IMPOSSIBLE_COLOR = "#c62828"
+
+
+@dataclass(frozen=True)
+class ConvExplanation:
+    """The output size of a convolution along one axis, with the arithmetic written out."""
+
+    n: int
+    kernel: int
+    stride: int
+    padding: int
+    dilation: int
+    output_size: int | None  # None when the arguments are impossible
+    formula: str  # e.g. "(7 - 3 + 2*1) / 2 + 1 = 4"; "" when impossible
+    is_exact: bool  # the last window ends exactly at the end of the padded input
+    error: str | None  # why the arguments are impossible, else None
+
+    @property
+    def possible(self) -> bool:
+        return self.error is None
+
+    @property
+    def effective_kernel(self) -> int:
+        """The span of a dilated kernel: d(k - 1) + 1."""
+        return self.dilation * (self.kernel - 1) + 1
+
+    @property
+    def uncovered(self) -> int:
+        """Padded cells at the end that no window reaches: (n + 2p - k_eff) mod s."""
+        return (self.n + 2 * self.padding - self.effective_kernel) % self.stride if self.possible else 0
+
+    def text(self) -> str:
+        """One line: the output size and its formula, or why it is impossible."""
+        if not self.possible:
+            return f"impossible: {self.error}"
+        return f"output size {self.output_size}: {self.formula}"
+
+    def html(self) -> str:
+        """The explanation as HTML for the explorer (red when impossible)."""
+        if not self.possible:
+            return f'<b style="color: {IMPOSSIBLE_COLOR}">impossible: {html.escape(self.error)}</b>'
+        lines = [f"<b>output size {self.output_size}</b>", f"<code>{html.escape(self.formula)}</code>"]
+        if self.dilation > 1:
+            lines.append(
+                f"effective kernel {self.dilation}*({self.kernel} - 1) + 1 = {self.effective_kernel}"
+            )
+        if self.is_exact:
+            lines.append("exact: the last window ends at the last padded cell")
+        else:
+            lines.append(f"not exact: the last {self.uncovered} padded cell(s) of each row and column "
+                         "are never covered")
+        return "<br>".join(lines)
+
+
+def _why_impossible(n: int, kernel: int, stride: int, padding: int, dilation: int) -> str | None:
+    """What torch.nn.functional.conv2d would refuse, in words; None when all is well."""
+    for value, name in ((n, "input size"), (kernel, "kernel"), (stride, "stride"), (dilation, "dilation")):
+        if value < 1:
+            return f"{name} must be at least 1 (got {value})"
+    if padding < 0:
+        return f"padding cannot be negative (got {padding})"
+    effective = dilation * (kernel - 1) + 1
+    if effective > n + 2 * padding:
+        return (
+            f"kernel {kernel} (effective {effective} with dilation {dilation}) is larger than "
+            f"the padded input {n} + 2*{padding} = {n + 2 * padding}"
+        )
+    return None
+
+
+def conv_explanation(n: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> ConvExplanation:
+    """Explain ``cnnlib.layers.conv_out_size(n, kernel, stride, padding, dilation)``.
+
+    The formula is written with the effective kernel ``k_eff = d(k - 1) + 1``:
+    ``(n - k_eff + 2p) / s + 1``, with ``floor(...)`` around the division when it is inexact.
+    """
+    error = _why_impossible(n, kernel, stride, padding, dilation)
+    if error is not None:
+        return ConvExplanation(n, kernel, stride, padding, dilation, None, "", False, error)
+    from cnnlib.layers import conv_out_size  # the verified formula; the text below explains it
+
+    out = conv_out_size(n, kernel, stride, padding, dilation)
+    effective = dilation * (kernel - 1) + 1
+    exact = (n + 2 * padding - effective) % stride == 0
+    division = f"({n} - {effective} + 2*{padding}) / {stride}"
+    formula = f"{division if exact else f'floor({division})'} + 1 = {out}"
+    return ConvExplanation(n, kernel, stride, padding, dilation, out, formula, exact, None)
+
+
+def window_positions(n: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> list[int]:
+    """Start index of the window for each output position along one axis.
+
+    Indices are into the unpadded input, so a negative start lies in the padding: output
+    ``i`` reads the inputs ``i*s - p + j*d`` for ``j = 0 .. k-1``. ValueError if impossible.
+    """
+    explanation = conv_explanation(n, kernel, stride, padding, dilation)
+    if not explanation.possible:
+        raise ValueError(explanation.error)
+    return [i * stride - padding for i in range(explanation.output_size)]
+
+
+def draw_window(ax: Axes, n: int, kernel: int, stride: int, padding: int, dilation: int, step: int) -> Axes:
+    """Draw the padded n x n input (padding in grey) and the window of output ``step``.
+
+    ``step`` counts output positions row by row (0 .. o*o - 1). The kernel's taps are the
+    filled cells; the dashed square is the span of the (dilated) window.
+    """
+    starts = window_positions(n, kernel, stride, padding, dilation)
+    o = len(starts)
+    if not 0 <= step < o * o:
+        raise ValueError(f"step must be between 0 and {o * o - 1} for a {o}x{o} output (got {step})")
+    row, col = divmod(step, o)
+    size = n + 2 * padding
+    shade = np.full((size, size), 0.85)  # grey padding, white input
+    shade[padding:padding + n, padding:padding + n] = 1.0
+    ax.imshow(shade, cmap="gray", vmin=0, vmax=1, extent=(0, size, size, 0), interpolation="nearest")
+    ax.hlines(range(size + 1), 0, size, color="#9e9e9e", linewidth=0.8)
+    ax.vlines(range(size + 1), 0, size, color="#9e9e9e", linewidth=0.8)
+    top, left = starts[row] + padding, starts[col] + padding
+    for i in range(kernel):
+        for j in range(kernel):
+            ax.add_patch(Rectangle((left + j * dilation, top + i * dilation), 1, 1,
+                                   facecolor="tab:blue", alpha=0.6, edgecolor="tab:blue"))
+    span = dilation * (kernel - 1) + 1
+    ax.add_patch(Rectangle((left, top), span, span, fill=False, edgecolor="tab:red", linewidth=2, linestyle="--"))
+    ax.set_xlim(0, size)
+    ax.set_ylim(size, 0)
+    ax.set_aspect("equal")
+    ticks = [i + 0.5 for i in range(size)]
+    labels = [str(i - padding) for i in range(size)]
+    ax.set_xticks(ticks, labels, fontsize=7)
+    ax.set_yticks(ticks, labels, fontsize=7)
+    ax.tick_params(length=0)
+    ax.set_title(f"output ({row}, {col}) of {o}x{o}: window at input ({starts[row]}, {starts[col]})", fontsize=9)
+    return ax
+
+
+def window_png(n: int, kernel: int, stride: int, padding: int, dilation: int, step: int) -> bytes:
+    """``draw_window`` rendered to PNG bytes, or a short message when the arguments are impossible."""
+    fig = Figure(figsize=(4.2, 4.2), dpi=80)
+    ax = fig.add_subplot()
+    explanation = conv_explanation(n, kernel, stride, padding, dilation)
+    if explanation.possible:
+        draw_window(ax, n, kernel, stride, padding, dilation, step)
+    else:
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no output:\nsee the message", ha="center", va="center", color=IMPOSSIBLE_COLOR, fontsize=12)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    FigureCanvasAgg(fig).print_png(buffer)
+    return buffer.getvalue()
+
+
+SLIDERS = {  # name: (description, min, max)
+    "n": ("input n", 1, 16),
+    "kernel": ("kernel k", 1, 9),
+    "stride": ("stride s", 1, 4),
+    "padding": ("padding p", 0, 4),
+    "dilation": ("dilation d", 1, 3),
+}
+
+
+def update_formula(sliders: dict[str, widgets.IntSlider], step: widgets.IntSlider, formula: widgets.HTML) -> None:
+    """Show the explanation for the sliders' values; bound the output-position slider."""
+    explanation = conv_explanation(**{name: s.value for name, s in sliders.items()})
+    formula.value = explanation.html()
+    step.max = explanation.output_size ** 2 - 1 if explanation.possible else 0
+    step.disabled = not explanation.possible
+
+
+def update_image(sliders: dict[str, widgets.IntSlider], step: widgets.IntSlider, image: widgets.Image) -> None:
+    """Redraw the window for the current output position."""
+    image.value = window_png(**{name: s.value for name, s in sliders.items()}, step=step.value)
+
+
+def conv_explorer(n: int = 7, kernel: int = 3, stride: int = 1, padding: int = 0, dilation: int = 1) -> widgets.HBox:
+    """Sliders for n, k, s, p, d and the output position; the formula (HTML with CSS class
+    ``conv-formula``) and the drawn window (Image with CSS class ``conv-window``)."""
+    initial = {"n": n, "kernel": kernel, "stride": stride, "padding": padding, "dilation": dilation}
+    style = {"description_width": "initial"}
+    sliders = {
+        name: widgets.IntSlider(value=initial[name], min=min(low, initial[name]), max=max(high, initial[name]),
+                                description=description, style=style)
+        for name, (description, low, high) in SLIDERS.items()
+    }
+    step = widgets.IntSlider(value=0, min=0, max=0, description="output position", style=style)
+    formula = widgets.HTML()
+    formula.add_class("conv-formula")
+    image = widgets.Image(format="png")
+    image.add_class("conv-window")
+
+    def on_size_change(change: dict) -> None:
+        update_formula(sliders, step, formula)
+        update_image(sliders, step, image)
+
+    for slider in sliders.values():
+        slider.observe(on_size_change, names="value")
+    step.observe(lambda change: update_image(sliders, step, image), names="value")
+    on_size_change({})
+    return widgets.HBox([widgets.VBox([*sliders.values(), step, formula]), image])
