@@ -11,8 +11,9 @@ NBVAL       := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_san
 
 .PHONY: lab test setup data browser exercises unit notebooks bench clean
 
+# Jupyter refuses to run as root unless told: containers and CI machines often are root.
 lab: setup data
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 test: setup data browser
 	CNNLIB_PROFILE=smoke $(PY) -m pytest tests -q

@@ -26,6 +26,8 @@ import copy
 import io
 import itertools
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -83,9 +85,12 @@ def run_d2l(name: str, recipe: dict, device: torch.device) -> dict:
     from d2l import torch as d2l
 
     model = build(name)
-    # d2l reads its data from "../data": run it from a folder whose parent holds our data/.
+    # d2l reads its data from "../data": run it from a folder whose sibling "data" is our data root.
     cwd = Path.cwd()
-    os.chdir(data_root() / "_d2l")
+    scratch = Path(tempfile.mkdtemp(prefix="d2l-"))
+    (scratch / "data").symlink_to(data_root().resolve(), target_is_directory=True)
+    (scratch / "run").mkdir()
+    os.chdir(scratch / "run")
     try:
         start = time.perf_counter()
         train_iter, test_iter = d2l.load_data_fashion_mnist(recipe["batch_size"], resize=recipe["resize"])
@@ -97,6 +102,7 @@ def run_d2l(name: str, recipe: dict, device: torch.device) -> dict:
         seconds = time.perf_counter() - start
     finally:
         os.chdir(cwd)
+        shutil.rmtree(scratch)
     import matplotlib.pyplot as plt
 
     plt.close("all")  # train_ch6 draws an animated figure
@@ -124,7 +130,6 @@ def main() -> None:
     parser.add_argument("--models", default="alexnet,lenet")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: per model)")
     args = parser.parse_args()
-    (data_root() / "_d2l").mkdir(parents=True, exist_ok=True)
     fashion_mnist(train=True), fashion_mnist(train=False)  # both trainers find the files in place
     device = choose_device()
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
