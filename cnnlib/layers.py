@@ -31,6 +31,7 @@ __all__ = [
     "divides_exactly",
     "out_size_formula",
     "receptive_field",
+    "measured_receptive_field",
     "Window",
     "windows",
     "sequential_out_size",
@@ -106,13 +107,18 @@ def divides_exactly(n: int, kernel: int, stride: int = 1, padding: int = 0, dila
 def out_size_formula(
     n: int,
     kernel: int,
-    stride: int = 1,
+    stride: int | None = None,
     padding: int = 0,
     dilation: int = 1,
     ceil_mode: bool = False,
     pool: bool = False,
 ) -> str:
-    """The arithmetic with its numbers, e.g. "(227 - 11 + 2*0) / 4 + 1 = 55"."""
+    """The arithmetic with its numbers, e.g. "(227 - 11 + 2*0) / 4 + 1 = 55".
+
+    ``stride`` defaults to 1 for a convolution and to the kernel for pooling, as in torch.
+    """
+    if stride is None:
+        stride = kernel if pool else 1
     if pool:
         out = pool_out_size(n, kernel, stride, padding, dilation, ceil_mode)
     else:
@@ -204,6 +210,36 @@ def receptive_field(layers: Iterable[tuple[int, ...] | nn.Module]) -> int:
         field += dilation * (kernel - 1) * jump
         jump *= stride
     return field
+
+
+def measured_receptive_field(layers: Iterable[tuple[int, ...] | nn.Module], n: int = 512) -> int:
+    """The receptive field found by backpropagation, an independent check of ``receptive_field``.
+
+    Each conv / pool layer (same forms as ``receptive_field``) becomes a one-channel 1-D
+    convolution of ones with its kernel, stride, padding and dilation; the gradient of the
+    middle output with respect to an input of length ``n`` is then positive exactly on the
+    inputs that output sees. Returns the length of that span; ValueError when the span reaches
+    the input's border (``n`` too small to tell).
+    """
+    x = torch.zeros(1, 1, n, dtype=torch.float64, requires_grad=True)
+    y = x
+    for layer in layers:
+        if isinstance(layer, nn.Module):
+            geometry = windows(layer)
+            if geometry is None:
+                continue
+            w = geometry[0]
+            kernel, stride, padding, dilation = w.kernel, w.stride, w.padding, w.dilation
+        else:
+            (kernel, stride, dilation), padding = (tuple(layer) + (1,))[:3], 0
+        ones = torch.ones(1, 1, kernel, dtype=torch.float64)
+        y = torch.nn.functional.conv1d(y, ones, stride=stride, padding=padding, dilation=dilation)
+    y[0, 0, y.shape[-1] // 2].backward()
+    seen = x.grad[0, 0].nonzero().flatten()
+    first, last = seen.min().item(), seen.max().item()
+    if first == 0 or last == n - 1:
+        raise ValueError(f"the receptive field reaches the border of the {n}-pixel input: use a larger n")
+    return last - first + 1
 
 
 class LocalResponseNorm(nn.Module):

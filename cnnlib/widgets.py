@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import ipywidgets as widgets
@@ -153,6 +154,18 @@ def draw_window(ax: Axes, n: int, kernel: int, stride: int, padding: int, dilati
     ax.tick_params(length=0)
     ax.set_title(f"output ({row}, {col}) of {o}x{o}: window at input ({starts[row]}, {starts[col]})", fontsize=9)
     return ax
+
+
+def window_figure(n: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1,
+                  steps: Sequence[int] = (0,)) -> Figure:
+    """One ``draw_window`` panel per output position in ``steps``: the explorer, frozen, for
+    readers of a stored notebook (a ``cnnlib.viz.Figure``, shown as PNG)."""
+    from cnnlib import viz  # torch-heavy: only imported when a figure is asked for
+
+    fig = viz.Figure(figsize=(3.2 * len(steps), 3.4), dpi=100, layout="constrained")
+    for ax, step in zip(np.atleast_1d(fig.subplots(1, len(steps))), steps):
+        draw_window(ax, n, kernel, stride, padding, dilation, step)
+    return fig
 
 
 def window_png(n: int, kernel: int, stride: int, padding: int, dilation: int, step: int) -> bytes:

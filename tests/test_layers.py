@@ -12,6 +12,7 @@ from cnnlib.layers import (
     LocalResponseNorm,
     conv_out_size,
     divides_exactly,
+    measured_receptive_field,
     out_size_formula,
     pool_out_size,
     receptive_field,
@@ -91,6 +92,7 @@ def test_formula_text():
     assert out_size_formula(32, 3, 1, 0, dilation=2) == "(32 - 2*(3 - 1) - 1 + 2*0) / 1 + 1 = 28"
     assert out_size_formula(112, 3, 2, ceil_mode=True, pool=True) == "ceil((112 - 3 + 2*0) / 2) + 1 = 56"
     assert out_size_formula(7, 2, 2, ceil_mode=True, pool=True) == "ceil((7 - 2 + 2*0) / 2) + 1 = 4"
+    assert out_size_formula(6, 2, pool=True) == "(6 - 2 + 2*0) / 2 + 1 = 3"  # pooling's stride defaults to its kernel
     # the last window would start in the padding: torch drops it
     assert pool_out_size(5, 3, 3, 1, ceil_mode=True) == 2
     text = out_size_formula(5, 3, 3, 1, ceil_mode=True, pool=True)
@@ -117,6 +119,22 @@ def test_receptive_field():
     assert receptive_field(alexnet) == 195
     modules = nn.Sequential(nn.Conv2d(1, 1, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(1, 1, 3))
     assert receptive_field(modules) == receptive_field([(3, 1), (2, 2), (3, 1)]) == 8
+
+
+@pytest.mark.parametrize("stack", [
+    [(3, 1)] * 3,
+    [(3, 1, 2), (3, 2, 3)],
+    [(2, 2), (3, 1)],
+    [(11, 4), (3, 2), (5, 1), (3, 2), (3, 1), (3, 1), (3, 1), (3, 2)],
+    nn.Sequential(nn.Conv2d(1, 1, 7, 2, 3), nn.ReLU(), nn.MaxPool2d(3, 2, 1, ceil_mode=True), nn.Conv2d(1, 1, 3, 1, 1)),
+], ids=["3x3-3x3-3x3", "dilated", "pool-conv", "alexnet", "resnet-stem"])
+def test_measured_receptive_field_agrees_with_the_formula(stack):
+    assert measured_receptive_field(stack) == receptive_field(stack)
+
+
+def test_measured_receptive_field_needs_a_large_enough_input():
+    with pytest.raises(ValueError, match="use a larger n"):
+        measured_receptive_field([(3, 1)] * 5, n=11)  # sees all 11 inputs, maybe more
 
 
 def paper_lrn(a: torch.Tensor, n=5, alpha=1e-4, beta=0.75, k=2.0) -> torch.Tensor:

@@ -9,7 +9,14 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
-from cnnlib.widgets import conv_explanation, conv_explorer, draw_window, window_png, window_positions
+from cnnlib.widgets import (
+    conv_explanation,
+    conv_explorer,
+    draw_window,
+    window_figure,
+    window_png,
+    window_positions,
+)
 
 # Every combination, invalid values included (n 0, kernel 0, stride 0, padding -1, dilation 0).
 GRID = list(itertools.product(range(0, 9), range(0, 6), range(0, 4), range(-1, 4), range(0, 4)))
@@ -126,6 +133,17 @@ def test_draw_window():
         draw_window(Figure().add_subplot(), 7, 3, 2, 1, 2, step=9)
     with pytest.raises(ValueError, match="larger than the padded input"):
         draw_window(Figure().add_subplot(), 5, 9, 1, 0, 1, step=0)
+
+
+def test_window_figure_has_one_panel_per_step():
+    fig = window_figure(7, 3, 2, 1, steps=(0, 1, 15))
+    assert [ax.get_title() for ax in fig.axes] == [
+        "output (0, 0) of 4x4: window at input (-1, -1)",
+        "output (0, 1) of 4x4: window at input (-1, 1)",
+        "output (3, 3) of 4x4: window at input (5, 5)",
+    ]
+    assert fig._repr_png_().startswith(b"\x89PNG")  # Jupyter shows it as a PNG without pyplot
+    assert len(window_figure(5, 3).axes) == 1
 
 
 def test_window_png_for_possible_and_impossible():
