@@ -145,3 +145,12 @@ def test_wrong_channel_count_says_expected_versus_got():
         AlexNet("small")(torch.zeros(2, 3, 28, 28))
     with pytest.raises(ValueError, match=r"unsqueeze\(0\)"):
         AlexNet("small")(torch.zeros(1, 28, 28))
+
+
+def test_tanh_replaces_every_relu():
+    relu, tanh = AlexNet("small"), AlexNet("small", activation="tanh")
+    kinds = [type(m) for m in tanh.modules() if isinstance(m, (nn.ReLU, nn.Tanh))]
+    assert kinds == [nn.Tanh] * 7 == [nn.Tanh] * sum(isinstance(m, nn.ReLU) for m in relu.modules())
+    assert count(tanh) == count(relu)
+    with pytest.raises(ValueError, match="unknown activation 'gelu'"):
+        AlexNet("small", activation="gelu")

@@ -14,22 +14,26 @@
   training on a CPU.
 
 ``lrn``, ``overlap`` (3/2 pooling, else 2/2) and ``dropout`` switch the paper's three tricks
-for ablations; the classifier's input size follows from the conv arithmetic. Weights start
-from He et al.'s (2015) normal initialisation, biases from zero: without BatchNorm, PyTorch's
-default initialisation (which torchvision keeps) and the paper's N(0, 0.01) with unit biases
-both make the first epochs crawl.
+for ablations, and ``activation="tanh"`` replaces every ReLU for the paper's ReLU-vs-tanh
+experiment (sec. 3.1); the classifier's input size follows from the conv arithmetic. Weights
+start from He et al.'s (2015) normal initialisation (with the activation's gain), biases from
+zero: without BatchNorm, PyTorch's default initialisation (which torchvision keeps) and the
+paper's N(0, 0.01) with unit biases both make the first epochs crawl.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
 from cnnlib.layers import LocalResponseNorm, checked_forward, sequential_out_size
 
-__all__ = ["AlexNet", "LAYOUTS"]
+__all__ = ["AlexNet", "LAYOUTS", "ACTIVATIONS"]
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": lambda: nn.ReLU(inplace=True), "tanh": nn.Tanh}
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,8 @@ class AlexNet(nn.Module):
     """AlexNet; every argument left as None takes the layout's value (see ``LAYOUTS``).
 
     ``input_size`` is the image side that the classifier is sized for (the torchvision layout's
-    adaptive pool takes any side from 63 up); ``groups=1`` undoes the two-GPU split.
+    adaptive pool takes any side from 63 up); ``groups=1`` undoes the two-GPU split;
+    ``activation`` is "relu" (the paper's) or "tanh".
     """
 
     def __init__(
@@ -78,10 +83,13 @@ class AlexNet(nn.Module):
         overlap: bool | None = None,
         dropout: float | None = None,
         groups: int | None = None,
+        activation: str = "relu",
     ) -> None:
         super().__init__()
         if layout not in LAYOUTS:
             raise ValueError(f"unknown AlexNet layout {layout!r}; choose one of {sorted(LAYOUTS)}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
         if isinstance(dropout, bool):
             dropout = 0.5 if dropout else 0.0
         overrides = dict(
@@ -93,6 +101,7 @@ class AlexNet(nn.Module):
 
         c1, c2, c3, c4, c5 = cfg.channels
         kernel, stride, padding = cfg.conv1
+        act = ACTIVATIONS[activation]
 
         def pool() -> nn.MaxPool2d:
             size = 3 if cfg.overlap else 2  # overlapping 3x3 windows every 2 pixels, or tiles of 2x2
@@ -103,19 +112,19 @@ class AlexNet(nn.Module):
 
         self.features = nn.Sequential(
             nn.Conv2d(cfg.in_channels, c1, kernel_size=kernel, stride=stride, padding=padding),
-            nn.ReLU(inplace=True),
+            act(),
             *norm(),
             pool(),
             nn.Conv2d(c1, c2, kernel_size=5, padding=2, groups=cfg.groups),
-            nn.ReLU(inplace=True),
+            act(),
             *norm(),
             pool(),
             nn.Conv2d(c2, c3, kernel_size=3, padding=1),
-            nn.ReLU(inplace=True),
+            act(),
             nn.Conv2d(c3, c4, kernel_size=3, padding=1, groups=cfg.groups),
-            nn.ReLU(inplace=True),
+            act(),
             nn.Conv2d(c4, c5, kernel_size=3, padding=1, groups=cfg.groups),
-            nn.ReLU(inplace=True),
+            act(),
             pool(),
         )
         if cfg.adaptive_pool:
@@ -129,7 +138,7 @@ class AlexNet(nn.Module):
                 raise ValueError(f"input_size={cfg.input_size} is too small for this AlexNet: {error}") from None
 
         def hidden(n_in: int) -> list[nn.Module]:
-            layers = [nn.Linear(n_in, cfg.hidden), nn.ReLU(inplace=True)]
+            layers = [nn.Linear(n_in, cfg.hidden), act()]
             dropout_layer = nn.Dropout(p=cfg.dropout)
             return [dropout_layer, *layers] if cfg.dropout_before_linear else [*layers, dropout_layer]
 
@@ -140,7 +149,7 @@ class AlexNet(nn.Module):
         )
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.kaiming_normal_(m.weight, nonlinearity=activation)
                 nn.init.zeros_(m.bias)
 
     @checked_forward
