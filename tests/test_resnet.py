@@ -165,3 +165,18 @@ def test_argument_errors():
         resnet(42)
     with pytest.raises(ValueError, match="expected 3 input channels, got 1"):
         resnet(18)(torch.zeros(1, 1, 32, 32))
+
+
+def test_option_c_projects_every_shortcut_and_needs_projection():
+    from cnnlib.models.resnet import needs_projection
+
+    assert needs_projection(64, 64, 2) and needs_projection(64, 256, 1) and not needs_projection(64, 64, 1)
+    with torch.device("meta"):
+        b, c = resnet(18), resnet(18, shortcut="projection_all")
+    blocks = [m for m in c.modules() if isinstance(m, BasicBlock)]
+    assert all(m.downsample is not None for m in blocks)
+    identity_blocks = [m for m in b.modules() if isinstance(m, BasicBlock) and m.downsample is None]
+    extra = sum(m.conv2.out_channels * (m.conv2.out_channels + 2) for m in identity_blocks)
+    assert count(c) - count(b) == extra  # a 1x1 conv and a BatchNorm per identity block
+    model = resnet(18, shortcut="projection_all").eval()
+    assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 1000)

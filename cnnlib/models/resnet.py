@@ -7,8 +7,10 @@
 - ResNet-C: ``stem_type="deep"``, three 3x3 convolutions 32-32-64 instead of the 7x7.
 - ResNet-D: ResNet-C plus ``avg_down=True``, a 2x2 average pool before the 1x1 projection,
   so that the shortcut no longer skips three quarters of its input.
-- ``shortcut="none"`` is the plain twin (no additions), for the degradation experiment;
-  ``shortcut="zero_pad"`` is the paper's option A (strided identity, zero channels appended).
+- Shortcuts (paper, section 3.3): ``shortcut="projection"`` is option B, a 1x1 projection only
+  where the shape changes (torchvision's); ``"zero_pad"`` is option A (strided identity, zero
+  channels appended); ``"projection_all"`` is option C (a projection on every block);
+  ``"none"`` is the plain twin (no additions), for the degradation experiment.
 - ``small_input=True``: a 3x3 stride-1 stem without max-pool, for 28x28 or 32x32 images;
   ``cifar_resnet(depth)`` is the paper's 6n+2-layer network of section 4.2.
 """
@@ -29,6 +31,7 @@ __all__ = [
     "BasicBlock",
     "Bottleneck",
     "ZeroPadShortcut",
+    "needs_projection",
     "downsample_conv",
     "downsample_avg",
     "ResNet",
@@ -39,7 +42,7 @@ __all__ = [
 ]
 
 STRIDE_PLACES = ("3x3", "1x1")
-SHORTCUTS = ("projection", "zero_pad", "none")
+SHORTCUTS = ("projection", "zero_pad", "projection_all", "none")
 STEM_TYPES = ("default", "deep")
 
 
@@ -133,6 +136,12 @@ class Bottleneck(nn.Module):
         return self.relu(out)
 
 
+def needs_projection(in_planes: int, out_planes: int, stride: int) -> bool:
+    """Whether a block's output shape differs from its input's, so that the identity cannot be
+    its shortcut: option B puts a 1x1 projection exactly there (option A pads with zeros)."""
+    return stride != 1 or in_planes != out_planes
+
+
 class ZeroPadShortcut(nn.Module):
     """Option A of the paper (section 3.3): keep every stride-th pixel, append zero channels."""
 
@@ -194,7 +203,7 @@ class ResNet(nn.Module):
             raise ValueError(f"stem_type must be one of {STEM_TYPES}, got {stem_type!r}")
         if shortcut not in SHORTCUTS:
             raise ValueError(f"shortcut must be one of {SHORTCUTS}, got {shortcut!r}")
-        if avg_down and shortcut != "projection":
+        if avg_down and shortcut not in ("projection", "projection_all"):
             raise ValueError(f"avg_down changes the projection shortcut: it does not apply to {shortcut=}")
         if zero_init_residual and shortcut == "none":
             raise ValueError("zero_init_residual on a plain network (shortcut='none') would block all signal")
@@ -245,8 +254,9 @@ class ResNet(nn.Module):
                     m.zero_init_last()
 
     def _make_shortcut(self, out_planes: int, stride: int) -> nn.Module | None:
-        """None (identity) when the shapes match; otherwise the chosen kind of shortcut."""
-        if self.shortcut == "none" or (stride == 1 and self.inplanes == out_planes):
+        """None (identity) when the shapes match, except under option C; otherwise the chosen kind."""
+        reshapes = needs_projection(self.inplanes, out_planes, stride)
+        if self.shortcut == "none" or (not reshapes and self.shortcut != "projection_all"):
             return None
         if self.shortcut == "zero_pad":
             return ZeroPadShortcut(self.inplanes, out_planes, stride)
@@ -255,12 +265,13 @@ class ResNet(nn.Module):
 
     def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
         """One stage: the first block changes size and width, the others keep them."""
-        residual = self.shortcut != "none"
-        downsample = self._make_shortcut(planes * self.block.expansion, stride)
-        layers = [self.block(self.inplanes, planes, stride, downsample, residual, self.stride_on)]
-        self.inplanes = planes * self.block.expansion
-        for _ in range(1, blocks):
-            layers.append(self.block(self.inplanes, planes, residual=residual, stride_on=self.stride_on))
+        residual, out_planes = self.shortcut != "none", planes * self.block.expansion
+        layers = []
+        for i in range(blocks):
+            block_stride = stride if i == 0 else 1
+            downsample = self._make_shortcut(out_planes, block_stride)
+            layers.append(self.block(self.inplanes, planes, block_stride, downsample, residual, self.stride_on))
+            self.inplanes = out_planes
         return nn.Sequential(*layers)
 
     @checked_forward
