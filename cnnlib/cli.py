@@ -23,9 +23,9 @@ import torch.distributed as dist
 
 from cnnlib.data import DeviceLoader, fashion_mnist, mnist
 from cnnlib.train import History, choose_device, fit, seed_everything
+from cnnlib.tricks import TRICKS, training_recipe
 
 DATASETS = {"fashion-mnist": fashion_mnist, "mnist": mnist}
-TRICKS = ("cosine", "warmup", "label-smoothing", "mixup", "no-bias-decay", "zero-gamma")
 
 
 def _variant(text: str) -> tuple[str, object]:
@@ -103,7 +103,6 @@ def main(argv: list[str] | None = None) -> History:
 
 
 def _train(args: argparse.Namespace, device: torch.device) -> History:
-    from cnnlib import tricks
     from cnnlib.models import get_model
 
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
@@ -123,20 +122,10 @@ def _train(args: argparse.Namespace, device: torch.device) -> History:
 
     seed_everything(args.seed)  # the same initial weights on every rank
     model = get_model(args.model, num_classes=len(train.classes), in_channels=1, **dict(args.variant))
-    if "zero-gamma" in args.tricks:
-        tricks.zero_gamma(model)
-    params = (tricks.no_bias_decay(model, args.weight_decay) if "no-bias-decay" in args.tricks
-              else model.parameters())
-    optimizer = torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
-    total = args.epochs * len(train)
-    warmup = args.warmup_epochs * len(train) if "warmup" in args.tricks else 0
-    scheduler = None
-    if "cosine" in args.tricks:
-        scheduler = tricks.warmup_cosine(optimizer, warmup, total)
-    elif warmup:  # warmup alone: linear ramp to the full rate, then constant
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
-    loss_fn = tricks.LabelSmoothingCrossEntropy(args.label_smoothing) if "label-smoothing" in args.tricks else None
-    mixup = tricks.Mixup(args.mixup_alpha, len(train.classes), seed=args.seed) if "mixup" in args.tricks else None
+    recipe = training_recipe(model, args.tricks, lr=args.lr, epochs=args.epochs, steps_per_epoch=len(train),
+                             momentum=args.momentum, weight_decay=args.weight_decay,
+                             warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
+                             mixup_alpha=args.mixup_alpha, num_classes=len(train.classes), seed=args.seed)
 
     if rank == 0 and not args.quiet:
         params_count = sum(p.numel() for p in model.parameters())
@@ -144,9 +133,9 @@ def _train(args: argparse.Namespace, device: torch.device) -> History:
               f"{test.num_examples:,} test images | {args.epochs} epochs of {len(train)} steps, batch "
               f"{args.batch_size} ({world} process{'es' * (world > 1)}) | {device} | tricks: "
               f"{', '.join(args.tricks) or 'none'}", flush=True)
-    history = fit(model, train, test, args.epochs, optimizer=optimizer, scheduler=scheduler, loss_fn=loss_fn,
-                  device=device, amp=None if args.amp == "off" else args.amp, channels_last=args.channels_last,
-                  progress=not args.quiet, checkpoint=args.checkpoint, resume=args.resume, batch_transform=mixup)
+    history = fit(model, train, test, args.epochs, device=device, amp=None if args.amp == "off" else args.amp,
+                  channels_last=args.channels_last, progress=not args.quiet, checkpoint=args.checkpoint,
+                  resume=args.resume, **recipe)
     if rank == 0 and args.out is not None:
         history.save(args.out)
     if args.save_weights is not None:

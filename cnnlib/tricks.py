@@ -2,6 +2,8 @@
 Neural Networks" (He et al., 2018, arXiv 1812.01187), each checked against torch's own
 implementation where torch has one (see tests/test_tricks.py).
 
+`training_recipe` turns trick names (`TRICKS`, the command line's `--tricks`) into the
+optimizer, scheduler, loss and batch transform that `cnnlib.train.fit` takes.
 Mixed precision (sec 3.2, "low-precision training") is not here: `cnnlib.train.fit(amp=...)`
 runs the forward pass under autocast.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import functools
 import math
 import random
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -18,6 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 Convention = Literal["torch", "paper"]
+
+TRICKS = ("cosine", "warmup", "label-smoothing", "mixup", "no-bias-decay", "zero-gamma")
 
 
 # --- Sec 3.1: large-batch training -------------------------------------------------------
@@ -184,7 +189,8 @@ class DistillationLoss(nn.Module):
     Here: loss = (1 - alpha) CE(z, y) + alpha T^2 KL(softmax(r/T) || softmax(z/T)).
     KL differs from the paper's cross entropy by the teacher's entropy, a constant, so the
     gradients are the same and the term is 0 when student and teacher agree; alpha = 0.5 is
-    half the paper's loss. `targets` may be class indices or probabilities (Mixup).
+    half the paper's loss. `targets` may be class indices or probabilities (Mixup);
+    `label_smoothing` = eps smooths them in the CE term as nn.CrossEntropyLoss(label_smoothing=eps).
 
     `uses_inputs = True`: cnnlib.train.fit calls it as loss(logits, targets, inputs). On each
     call the teacher is put in eval mode, moved to the inputs' device and run under no_grad.
@@ -192,11 +198,15 @@ class DistillationLoss(nn.Module):
 
     uses_inputs = True
 
-    def __init__(self, teacher: nn.Module, temperature: float = 20.0, alpha: float = 0.5) -> None:
+    def __init__(
+        self, teacher: nn.Module, temperature: float = 20.0, alpha: float = 0.5, label_smoothing: float = 0.0
+    ) -> None:
         super().__init__()
-        if temperature <= 0 or not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"need temperature > 0 and 0 <= alpha <= 1, got {temperature} and {alpha}")
+        if temperature <= 0 or not 0.0 <= alpha <= 1.0 or not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(f"need temperature > 0, 0 <= alpha <= 1 and 0 <= label_smoothing <= 1, "
+                             f"got {temperature}, {alpha} and {label_smoothing}")
         self.teacher, self.temperature, self.alpha = teacher, temperature, alpha
+        self.label_smoothing = label_smoothing
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         self.teacher.eval().to(inputs.device)
@@ -209,10 +219,11 @@ class DistillationLoss(nn.Module):
             reduction="batchmean",
             log_target=True,
         )
-        return (1.0 - self.alpha) * F.cross_entropy(logits.float(), targets) + self.alpha * T * T * kl
+        hard = F.cross_entropy(logits.float(), targets, label_smoothing=self.label_smoothing)
+        return (1.0 - self.alpha) * hard + self.alpha * T * T * kl
 
     def extra_repr(self) -> str:
-        return f"temperature={self.temperature}, alpha={self.alpha}"
+        return f"temperature={self.temperature}, alpha={self.alpha}, label_smoothing={self.label_smoothing}"
 
 
 # --- Sec 5.4: mixup ------------------------------------------------------------------------
@@ -225,6 +236,7 @@ class Mixup:
     (alpha = 0.2 in the paper) drawn once per batch from this object's own seeded generator,
     and j the batch rolled by one (x.roll(1, 0)), as torchvision.transforms.v2.MixUp pairs it.
     Targets come back as float probabilities [B, num_classes]; `lam` holds the last draw.
+    `mix(x, y, lam)` is the same blend for a given lam, without a draw.
     """
 
     def __init__(self, alpha: float = 0.2, num_classes: int = 10, seed: int = 0) -> None:
@@ -237,9 +249,66 @@ class Mixup:
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if not x.is_floating_point():
             raise TypeError(f"Mixup needs floating-point images, got {x.dtype}: normalise them first")
-        self.lam = lam = self.rng.betavariate(self.alpha, self.alpha)
+        self.lam = self.rng.betavariate(self.alpha, self.alpha)
+        return self.mix(x, y, self.lam)
+
+    def mix(self, x: torch.Tensor, y: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Blend each example with the previous one of the batch: weights lam and 1 - lam."""
         t = F.one_hot(y, self.num_classes).float() if y.ndim == 1 else y.float()
         return lam * x + (1.0 - lam) * x.roll(1, 0), lam * t + (1.0 - lam) * t.roll(1, 0)
 
     def __repr__(self) -> str:
         return f"Mixup(alpha={self.alpha}, num_classes={self.num_classes})"
+
+
+# --- all of them: what cnnlib.train.fit takes -----------------------------------------------
+
+
+def training_recipe(
+    model: nn.Module,
+    tricks: Sequence[str] = (),
+    *,
+    lr: float,
+    epochs: int,
+    steps_per_epoch: int,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    warmup_epochs: float = 1.0,
+    label_smoothing: float = 0.1,
+    mixup_alpha: float = 0.2,
+    num_classes: int = 10,
+    seed: int = 0,
+    teacher: nn.Module | None = None,
+    temperature: float = 20.0,
+    distill_alpha: float = 0.5,
+) -> dict:
+    """The keyword arguments of `cnnlib.train.fit` for `tricks` (names from `TRICKS`) and, when a
+    `teacher` is given, knowledge distillation: `fit(model, train, test, epochs, **recipe)`.
+
+    Always SGD(lr, momentum, weight_decay). "zero-gamma" changes `model` now, in place;
+    "no-bias-decay" splits the optimizer's parameters; "warmup" ramps the rate up over
+    round(warmup_epochs * steps_per_epoch) steps (then keeps it, or decays it with "cosine");
+    "label-smoothing" uses eps = `label_smoothing`, also in the distillation loss's label term;
+    "mixup" draws from Beta(mixup_alpha, mixup_alpha) with its own generator seeded by `seed`.
+    Returns {"optimizer", "scheduler", "loss_fn", "batch_transform"} (None: fit's default).
+    """
+    unknown = [name for name in tricks if name not in TRICKS]
+    if unknown:
+        raise ValueError(f"unknown trick(s) {unknown}: choose from {', '.join(TRICKS)}")
+    if "zero-gamma" in tricks:
+        zero_gamma(model)
+    params = no_bias_decay(model, weight_decay) if "no-bias-decay" in tricks else model.parameters()
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    warmup = round(warmup_epochs * steps_per_epoch) if "warmup" in tricks else 0
+    scheduler = None
+    if "cosine" in tricks:
+        scheduler = warmup_cosine(optimizer, warmup, epochs * steps_per_epoch)
+    elif warmup:  # warmup alone: the linear ramp of warmup_cosine_factor, then the full rate
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
+    eps = label_smoothing if "label-smoothing" in tricks else 0.0
+    if teacher is not None:
+        loss_fn = DistillationLoss(teacher, temperature, distill_alpha, label_smoothing=eps)
+    else:
+        loss_fn = LabelSmoothingCrossEntropy(eps) if eps else None
+    batch_transform = Mixup(mixup_alpha, num_classes, seed=seed) if "mixup" in tricks else None
+    return dict(optimizer=optimizer, scheduler=scheduler, loss_fn=loss_fn, batch_transform=batch_transform)

@@ -13,6 +13,7 @@ from torch.optim import lr_scheduler
 from torchvision.transforms import v2
 
 from cnnlib.tricks import (
+    TRICKS,
     DistillationLoss,
     LabelSmoothingCrossEntropy,
     Mixup,
@@ -21,6 +22,7 @@ from cnnlib.tricks import (
     no_bias_decay,
     optimal_logit_gap,
     smooth_targets,
+    training_recipe,
     warmup_cosine,
     warmup_cosine_factor,
     zero_gamma,
@@ -179,6 +181,18 @@ def test_mixup_equals_torchvision_mixup(monkeypatch):
         assert torch.equal(xm, xr) and torch.equal(ym, yr)
 
 
+def test_mixup_mix_equals_torchvision_with_the_same_draw():
+    # v2.MixUp draws lam once per call, from Beta(alpha, alpha) on torch's global generator
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(8, 1, 12, 12, generator=g), torch.randint(0, 10, (8,), generator=g)
+    torch.manual_seed(3)
+    lam = float(torch.distributions.Beta(torch.tensor([0.2]), torch.tensor([0.2])).sample(()))
+    torch.manual_seed(3)
+    xr, yr = v2.MixUp(alpha=0.2, num_classes=10)(x, y)
+    xm, ym = Mixup(alpha=0.2, num_classes=10).mix(x, y, lam)
+    assert torch.equal(xm, xr) and torch.equal(ym, yr)
+
+
 def test_mixup_closed_form_and_seeding():
     x = torch.arange(3.0).view(3, 1, 1, 1)
     y = torch.tensor([0, 1, 2])
@@ -233,6 +247,20 @@ def test_distillation_closed_form():
     kl = (p * (p / 0.5).log()).sum().item()
     expected = (1 - alpha) * math.log(2) + alpha * T * T * kl
     assert loss_fn(z, y, inputs).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_distillation_with_label_smoothing_closed_form():
+    T, alpha, eps = 2.0, 0.3, 0.2
+    loss_fn = DistillationLoss(fixed_teacher([math.log(9.0), 0.0]), temperature=T, alpha=alpha, label_smoothing=eps)
+    z, y, inputs = torch.tensor([[1.0, -1.0]]), torch.tensor([0]), torch.zeros(1, 1)
+    q = torch.tensor([1 - eps + eps / 2, eps / 2])  # torch's smoothed target
+    hard = -(q * torch.log_softmax(z[0], 0)).sum().item()
+    p, s = torch.tensor([3 / 4, 1 / 4]), torch.softmax(z[0] / T, 0)
+    kl = (p * (p / s).log()).sum().item()
+    assert loss_fn(z, y, inputs).item() == pytest.approx((1 - alpha) * hard + alpha * T * T * kl, rel=1e-6)
+    assert "label_smoothing=0.2" in repr(loss_fn)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        DistillationLoss(loss_fn.teacher, label_smoothing=1.5)
 
 
 def test_distillation_gradient_goes_to_student_only():
@@ -363,6 +391,19 @@ def test_zero_gamma_equals_cnnlib_zero_init_residual():
     assert zero_gamma(get_model("residual_net", depth=8)) == 3
 
 
+@pytest.mark.parametrize("block", ["BasicBlock", "Bottleneck"])
+def test_zero_gamma_block_is_the_identity_in_both_modes(block):
+    from cnnlib import models
+
+    torch.manual_seed(0)
+    cls = getattr(models, block)
+    b = cls(64, 64 // cls.expansion)
+    assert zero_gamma(b) == 1
+    x = torch.rand(2, 64, 5, 5)  # non-negative, like the output of the ReLU before it
+    for mode in (True, False):  # the last BatchNorm's output is beta = 0 with batch or running statistics
+        assert torch.equal(b.train(mode)(x), x)
+
+
 def test_zero_gamma_refuses_plain_networks():
     from cnnlib.models import get_model
 
@@ -400,3 +441,54 @@ def test_tricks_plug_into_fit(tmp_path):
     run(2, checkpoint=tmp_path / "run.pt")
     resumed, scheduler = run(3, checkpoint=tmp_path / "run.pt", resume=True)  # fresh objects, state from the file
     assert scheduler.last_epoch == 12 and resumed.lr == pytest.approx(history.lr)
+
+
+# --- the recipe of named tricks ------------------------------------------------------------
+
+
+def recipe_of(tricks, **extra):
+    torch.manual_seed(0)
+    model = tiny_resnet()
+    recipe = training_recipe(model, tricks, lr=0.4, epochs=3, steps_per_epoch=10, weight_decay=1e-4, **extra)
+    return model, recipe
+
+
+def test_recipe_without_tricks_is_plain_sgd():
+    model, recipe = recipe_of([])
+    assert recipe["scheduler"] is recipe["loss_fn"] is recipe["batch_transform"] is None
+    (group,) = recipe["optimizer"].param_groups
+    assert (group["lr"], group["momentum"], group["weight_decay"]) == (0.4, 0.9, 1e-4)
+    assert len(group["params"]) == len(list(model.parameters()))
+    assert model[3].bn2.weight.eq(1).all()
+
+
+def test_recipe_of_every_trick():
+    model, recipe = recipe_of(TRICKS, warmup_epochs=0.5, label_smoothing=0.2, mixup_alpha=0.4, num_classes=10)
+    assert model[3].bn2.weight.eq(0).all() and model[4].bn3.weight.eq(0).all()  # zero gamma, done now
+    decay, no_decay = recipe["optimizer"].param_groups
+    assert (decay["weight_decay"], no_decay["weight_decay"], len(decay["params"])) == (1e-4, 0.0, 9)
+    got = lrs(recipe["scheduler"], recipe["optimizer"], 30)  # warmup: 5 steps, then cosine to step 30
+    assert got == pytest.approx([0.4 * warmup_cosine_factor(s, 5, 30) for s in range(30)])
+    assert isinstance(recipe["loss_fn"], LabelSmoothingCrossEntropy) and recipe["loss_fn"].eps == 0.2
+    mix = recipe["batch_transform"]
+    assert isinstance(mix, Mixup) and (mix.alpha, mix.num_classes) == (0.4, 10)
+
+
+def test_recipe_warmup_alone_then_constant():
+    _, recipe = recipe_of(["warmup"])  # one epoch of 10 steps
+    got = lrs(recipe["scheduler"], recipe["optimizer"], 30)
+    assert got[:10] == pytest.approx([0.04 * (s + 1) for s in range(10)]) and got[10:] == pytest.approx([0.4] * 20)
+
+
+def test_recipe_distillation_keeps_label_smoothing():
+    teacher = fixed_teacher([1.0, 0.0])
+    _, recipe = recipe_of(["label-smoothing"], teacher=teacher, temperature=4.0, distill_alpha=0.7)
+    loss_fn = recipe["loss_fn"]
+    assert isinstance(loss_fn, DistillationLoss) and loss_fn.teacher is teacher
+    assert (loss_fn.temperature, loss_fn.alpha, loss_fn.label_smoothing) == (4.0, 0.7, 0.1)
+    assert recipe_of([], teacher=teacher)[1]["loss_fn"].label_smoothing == 0.0
+
+
+def test_recipe_refuses_unknown_tricks():
+    with pytest.raises(ValueError, match="dropblock"):
+        recipe_of(["cosine", "dropblock"])
