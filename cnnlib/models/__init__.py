@@ -1,11 +1,12 @@
 """The course's models by name: ``get_model("resnet50", num_classes=10, in_channels=1)``.
 
 - ``alexnet``: ``AlexNet``; layout="paper" | "torchvision" | "d2l" | "small", lrn, overlap,
-  dropout, groups, input_size.
+  dropout, groups, activation="relu" | "tanh", input_size.
 - ``googlenet``: torchvision's ``GoogLeNet`` without auxiliary heads; dropout, kernel_5x5.
 - ``small_inception``: ``SmallInception`` for 28x28 digits.
 - ``resnet18`` ... ``resnet152``: torchvision's ``ResNet``; stem_type="deep", stem_width,
-  avg_down, stride_on="3x3" | "1x1", shortcut="projection" | "zero_pad" | "none",
+  avg_down, stride_on="3x3" | "1x1",
+  shortcut="projection" | "zero_pad" | "projection_all" | "none",
   small_input, zero_init_residual, widths.
 - ``resnet18d`` ... ``resnet152d``: ResNet-D (stem_type="deep", avg_down=True), same arguments.
 - ``residual_net`` / ``plain_net``: the paper's CIFAR network of depth=6n+2 (default 20),
