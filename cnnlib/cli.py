@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--subset", type=int, default=None, help="class-balanced training subset size")
     p.add_argument("--test-subset", type=int, default=None, help="class-balanced test subset size")
     p.add_argument("--tricks", type=_tricks, default=[], help=f"comma-separated, from: {', '.join(TRICKS)}")
-    p.add_argument("--warmup-epochs", type=int, default=1, help="length of the 'warmup' trick")
+    p.add_argument("--warmup-epochs", type=float, default=1.0, help="length of the 'warmup' trick, in epochs (fractions allowed)")
     p.add_argument("--label-smoothing", type=float, default=0.1, help="eps of the 'label-smoothing' trick")
     p.add_argument("--mixup-alpha", type=float, default=0.2, help="alpha of the 'mixup' trick")
     p.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto")

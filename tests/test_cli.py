@@ -42,6 +42,7 @@ def test_arguments():
     args = parse_args(["--model", "resnet18", "--tricks", "cosine,mixup", "--variant", "stem_type=deep",
                        "--variant", "depth=20", "--amp", "bf16"])
     assert args.tricks == ["cosine", "mixup"] and args.variant == [("stem_type", "deep"), ("depth", 20)]
+    assert parse_args(["--model", "resnet18", "--warmup-epochs", "0.5"]).warmup_epochs == 0.5
     with pytest.raises(SystemExit):
         parse_args(["--model", "resnet18", "--tricks", "cosine,dropblock"])
 
