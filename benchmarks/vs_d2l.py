@@ -12,7 +12,10 @@ Both start from the same Xavier-initialised weights and take the same number of 
 steps on the same batches sizes, then evaluate on the same number of test images. The clock is
 the caller's wall clock around the whole call: data loading, the training steps and the
 evaluation are all inside it (d2l's own examples/s figure leaves out the data loading and the
-evaluation; it is printed too, for reference).
+evaluation; it is printed too, for reference). Last, the FLOPs of one training step (by
+``torch.utils.flop_counter``) turn cnnlib's training examples/s into GFLOP/s, printed as a share of
+the machine's fp32 matrix-multiply rate: a model whose steps run close to that rate cannot be
+trained much faster by any trainer.
 
     python benchmarks/vs_d2l.py                  # both models, default steps
     python benchmarks/vs_d2l.py --models lenet --steps 200
@@ -36,7 +39,7 @@ from torch import nn
 
 from cnnlib.data import DeviceLoader, data_root, fashion_mnist
 from cnnlib.models import get_model
-from cnnlib.train import choose_device, evaluate, fit, seed_everything
+from cnnlib.train import choose_device, fit, seed_everything
 
 # The recipes of d2l's chapters (lr, batch size, input size), and the default number of steps:
 # enough to be past the warm-up of the loaders, few enough that AlexNet at 224 runs in minutes on 2 cores.
@@ -118,11 +121,34 @@ def run_cnnlib(name: str, recipe: dict, device: torch.device) -> dict:
     train = DeviceLoader(fashion_mnist(train=True), batch, shuffle=True, resize=recipe["resize"], device=device)
     test = DeviceLoader(fashion_mnist(train=False), batch, shuffle=False, resize=recipe["resize"], device=device)
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe["lr"])
-    fit(model, FirstBatches(train, recipe["steps"]), FirstBatches(test, recipe["test_images"] // batch),
-        epochs=1, optimizer=optimizer, device=device, channels_last=name == "alexnet", progress=False)
+    history = fit(model, FirstBatches(train, recipe["steps"]), FirstBatches(test, recipe["test_images"] // batch),
+                  epochs=1, optimizer=optimizer, device=device, channels_last=True, progress=False)
     seconds = time.perf_counter() - start
-    test_acc = evaluate(model, FirstBatches(test, recipe["test_images"] // batch), device=device)
-    return dict(seconds=seconds, test_acc=test_acc)
+    return dict(seconds=seconds, test_acc=history.test_acc[-1], train_examples_per_s=history.examples_per_s[-1])
+
+
+def training_flops_per_example(name: str, recipe: dict) -> float:
+    """FLOPs of one training step (forward, backward) per example, by ``torch.utils.flop_counter``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model, size = build(name), recipe["resize"] or 28
+    x, y = torch.randn(2, 1, size, size), torch.randint(0, 10, (2,))
+    with FlopCounterMode(display=False) as counter:
+        nn.functional.cross_entropy(model(x), y).backward()
+    return counter.get_total_flops() / 2
+
+
+def matmul_gflops(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
+    """The machine's fp32 matrix-multiply rate: a practical ceiling for any trainer's FLOP rate."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a @ b
+    synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    synchronize()
+    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
 def main() -> None:
@@ -132,7 +158,9 @@ def main() -> None:
     args = parser.parse_args()
     fashion_mnist(train=True), fashion_mnist(train=False)  # both trainers find the files in place
     device = choose_device()
-    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    ceiling = matmul_gflops(device)
+    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads,"
+          f" fp32 matmul {ceiling:.0f} GFLOP/s")
     for name in args.models.split(","):
         recipe = dict(RECIPES[name])
         if args.steps:
@@ -147,6 +175,10 @@ def main() -> None:
                   f"  ({run['seconds']:.1f} s)  test acc {run['test_acc']:.3f}")
         print(f"  d2l's own figure (training steps only): {d2l_run['own_figure']}")
         print(f"  ratio cnnlib / d2l: {d2l_run['seconds'] / ours['seconds']:.2f}x")
+        flops = training_flops_per_example(name, recipe)
+        print(f"  {flops / 1e6:,.1f} MFLOP per training example: cnnlib's training steps ran at"
+              f" {flops * ours['train_examples_per_s'] / 1e9:.0f} GFLOP/s"
+              f" ({flops * ours['train_examples_per_s'] / 1e9 / ceiling:.0%} of the matmul rate)")
 
 
 if __name__ == "__main__":
