@@ -5,11 +5,10 @@ For each model the two trainers run one after the other in this process:
 * d2l:    ``d2l.load_data_fashion_mnist`` (a DataLoader with per-image ``Resize`` and
           ``ToTensor``, 4 workers) and ``d2l.train_ch6`` (plain SGD, Xavier init),
 * cnnlib: ``DeviceLoader`` (uint8 images on the device, whole-batch resize and normalisation)
-          and ``fit`` (same plain SGD and learning rate, our defaults for mixed precision and
-          ``channels_last``).
+          and ``fit`` (same plain SGD and learning rate, ``amp="auto"``, ``channels_last=True``).
 
 Both start from the same Xavier-initialised weights and take the same number of training
-steps on the same batches sizes, then evaluate on the same number of test images. The clock is
+steps on batches of the same size, then evaluate on the same number of test images. The clock is
 the caller's wall clock around the whole call: data loading, the training steps and the
 evaluation are all inside it (d2l's own examples/s figure leaves out the data loading and the
 evaluation; it is printed too, for reference). Last, the FLOPs of one training step (by
