@@ -38,7 +38,7 @@ from torch import nn
 
 from cnnlib.data import DeviceLoader, data_root, fashion_mnist
 from cnnlib.models import get_model
-from cnnlib.train import choose_device, fit, seed_everything
+from cnnlib.train import choose_device, fit, seed_everything, xavier_init_
 
 # The recipes of d2l's chapters (lr, batch size, input size), and the default number of steps:
 # enough to be past the warm-up of the loaders, few enough that AlexNet at 224 runs in minutes on 2 cores.
@@ -64,10 +64,7 @@ def build(name: str) -> nn.Module:
     """The model, Xavier-initialised as ``train_ch6`` does, from a fixed seed."""
     seed_everything(0)
     model = d2l_lenet() if name == "lenet" else get_model("alexnet", layout="d2l", num_classes=10, in_channels=1)
-    for m in model.modules():
-        if isinstance(m, (nn.Linear, nn.Conv2d)):
-            nn.init.xavier_uniform_(m.weight)
-    return model
+    return xavier_init_(model)
 
 
 class FirstBatches:

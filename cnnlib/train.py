@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from cnnlib.profiles import choose_device
 
 __all__ = ["History", "TrainingDiverged", "autocast_dtype", "choose_device", "cpu_has_fast_bf16", "evaluate",
-           "fit", "load_checkpoint", "save_checkpoint", "seed_everything"]
+           "fit", "load_checkpoint", "save_checkpoint", "seed_everything", "xavier_init_"]
 
 Batches = Iterable[tuple[Tensor, Tensor]]
 
@@ -48,6 +48,16 @@ def seed_everything(seed: int = 0) -> None:
     torch.manual_seed(seed)
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
+
+
+def xavier_init_(model: nn.Module) -> nn.Module:
+    """Glorot and Bengio's uniform initialisation of every conv and linear weight, as d2l's
+    ``train_ch6`` applies it before training: U(-a, a) with a = sqrt(6 / (fan_in + fan_out)).
+    Biases and normalisation layers keep their values. Returns the model."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(module.weight)
+    return model
 
 
 # --- mixed precision -------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from torch import nn
 
 from cnnlib.data import DeviceLoader, fashion_mnist
 from cnnlib.train import (History, TrainingDiverged, autocast_dtype, cpu_has_fast_bf16, evaluate, fit,
-                          load_checkpoint, save_checkpoint, seed_everything)
+                          load_checkpoint, save_checkpoint, seed_everything, xavier_init_)
 
 TIMING = ("examples_per_s", "seconds")
 
@@ -187,3 +187,18 @@ def test_seed_everything_repeats_draws():
     a = torch.rand(3)
     seed_everything(3)
     assert torch.equal(a, torch.rand(3)) and torch.backends.cudnn.deterministic
+
+
+def test_xavier_init_draws_within_glorots_bound_and_keeps_biases_and_batchnorm():
+    seed_everything(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 5), nn.BatchNorm2d(16), nn.Flatten(), nn.Linear(16 * 4 * 4, 10))
+    nn.init.constant_(model[1].weight, 0.5)
+    biases = [model[0].bias.clone(), model[3].bias.clone()]
+    assert xavier_init_(model) is model
+    for layer, fan_in, fan_out in ((model[0], 3 * 25, 16 * 25), (model[3], 256, 10)):
+        bound = math.sqrt(6 / (fan_in + fan_out))
+        w = layer.weight
+        assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound  # fills the interval
+        assert abs(w.std().item() - bound / math.sqrt(3)) < 0.1 * bound  # the std of U(-a, a)
+    assert torch.equal(model[0].bias, biases[0]) and torch.equal(model[3].bias, biases[1])
+    assert torch.equal(model[1].weight, torch.full((16,), 0.5))
