@@ -172,9 +172,9 @@ def main() -> None:
         print(f"  d2l's own figure (training steps only): {d2l_run['own_figure']}")
         print(f"  ratio cnnlib / d2l: {d2l_run['seconds'] / ours['seconds']:.2f}x")
         flops = training_flops_per_example(name, recipe)
+        gflops = flops * ours["train_examples_per_s"] / 1e9
         print(f"  {flops / 1e6:,.1f} MFLOP per training example: cnnlib's training steps ran at"
-              f" {flops * ours['train_examples_per_s'] / 1e9:.0f} GFLOP/s"
-              f" ({flops * ours['train_examples_per_s'] / 1e9 / ceiling:.0%} of the matmul rate)")
+              f" {gflops:.0f} GFLOP/s ({gflops / ceiling:.0%} of the matmul rate)")
 
 
 if __name__ == "__main__":
