@@ -22,7 +22,7 @@ from torch import Tensor
 from torchvision import datasets
 from torchvision.datasets.utils import calculate_md5
 
-from cnnlib.profiles import choose_device
+from cnnlib.profiles import choose_device, dry_run_steps
 
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -228,9 +228,11 @@ class DeviceLoader:
         return self.num_examples // self.world_size
 
     def __len__(self) -> int:
-        """Batches per epoch (on this rank)."""
+        """Batches per epoch (on this rank); at most ``$CNNLIB_DRY_RUN`` in a dry run."""
         n = self.shard_size
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        batches = n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        steps = dry_run_steps()
+        return batches if steps is None else min(batches, steps)
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration use ``epoch``'s permutation and augmentations (as ``DistributedSampler``)."""

@@ -16,6 +16,11 @@ smoke    1 epoch, 512 train / 256 test images, ``resize`` capped at 32: a CI che
 =======  ======================================================================================
 
 Per-profile overrides (``cpu=dict(...)``, ``smoke=dict(...)``) replace the scaled values.
+
+A *dry run* (``CNNLIB_DRY_RUN=N``, a positive integer) keeps everything of the active profile's
+recipe (model, resolution, batch size, optimizer, schedule, teacher) but lets every
+``DeviceLoader`` yield at most ``N`` batches per pass, and caps the epochs at ``N``: CI executes
+the ``full`` profile's code path on a CPU in minutes, with figures that mean nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +34,17 @@ PROFILES = ("smoke", "cpu", "full")
 
 CPU_EPOCHS, CPU_TRAIN_SUBSET, CPU_TEST_SUBSET = 3, 6000, 2000
 SMOKE_EPOCHS, SMOKE_TRAIN_SUBSET, SMOKE_TEST_SUBSET, SMOKE_MAX_RESIZE = 1, 512, 256, 32
+
+
+def dry_run_steps() -> int | None:
+    """``$CNNLIB_DRY_RUN`` as a positive integer (batches per loader pass and epochs), ``None`` when unset."""
+    value = os.environ.get("CNNLIB_DRY_RUN", "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"CNNLIB_DRY_RUN={value!r} is not a positive integer: set it to the number of batches "
+                         "per pass (for instance 2), or unset it for a real run")
+    return int(value)
 
 
 def choose_device(device: str | torch.device | None = None) -> torch.device:
@@ -90,8 +106,9 @@ def budget(epochs: int, batch_size: int, resize: int | None = None, train_subset
     full = Budget("full", epochs, batch_size, resize, train_subset, test_subset)
     if full.epochs < 1 or full.batch_size < 1:
         raise ValueError(f"epochs and batch_size must be positive, got {epochs} and {batch_size}")
+    steps = dry_run_steps()
     if profile == "full":
-        return full
+        return full if steps is None else replace(full, epochs=min(epochs, steps))
     if profile == "cpu":
         scaled = replace(full, profile="cpu", epochs=min(epochs, CPU_EPOCHS),
                          train_subset=_at_most(train_subset, CPU_TRAIN_SUBSET),
@@ -108,4 +125,5 @@ def budget(epochs: int, batch_size: int, resize: int | None = None, train_subset
     unknown = sorted(set(overrides) - set(allowed))
     if unknown:
         raise TypeError(f"unknown {profile}= override(s) {unknown}: valid keys are {allowed}")
-    return replace(scaled, **overrides)
+    scaled = replace(scaled, **overrides)
+    return scaled if steps is None else replace(scaled, epochs=min(scaled.epochs, steps))

@@ -112,6 +112,14 @@ def test_len_and_drop_last(fashion_test):
     assert len(dropped) == 4 and [len(y) for _, y in dropped] == [64] * 4
 
 
+def test_dry_run_caps_the_batches_of_every_pass(fashion_test, monkeypatch):
+    monkeypatch.setenv("CNNLIB_DRY_RUN", "2")
+    loader = DeviceLoader(fashion_test, 64, shuffle=True, subset=300)
+    assert len(loader) == 2 and loader.num_examples == 300
+    assert [len(y) for _, y in loader] == [64, 64]
+    assert [len(y) for _, y in DeviceLoader(fashion_test, 256, shuffle=False, subset=300)] == [256, 44]
+
+
 def test_distributed_shards_are_disjoint_and_equal(fashion_test):
     whole = torch.cat([y for _, y in DeviceLoader(fashion_test, 8, shuffle=True, subset=101, seed=3)])
     shards = [DeviceLoader(fashion_test, 4, shuffle=True, subset=101, seed=3, rank=r, world_size=2) for r in range(2)]

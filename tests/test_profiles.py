@@ -72,3 +72,21 @@ def test_choose_device():
     assert choose_device("cpu") == torch.device("cpu")
     expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     assert choose_device().type == expected
+
+
+def test_dry_run_caps_epochs_and_keeps_the_recipe(monkeypatch):
+    monkeypatch.setenv("CNNLIB_DRY_RUN", "2")
+    assert profiles.dry_run_steps() == 2
+    assert budget(**RECIPE, profile="full") == Budget("full", 2, 128, 96, None, None)
+    assert budget(epochs=1, batch_size=64, profile="full").epochs == 1
+    assert budget(**RECIPE, profile="cpu") == Budget("cpu", 2, 128, 96, 6000, 2000)
+    monkeypatch.delenv("CNNLIB_DRY_RUN")
+    assert profiles.dry_run_steps() is None
+    assert budget(**RECIPE, profile="full").epochs == 10
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
+def test_dry_run_rejects_what_is_no_step_count(monkeypatch, value):
+    monkeypatch.setenv("CNNLIB_DRY_RUN", value)
+    with pytest.raises(ValueError, match=f"CNNLIB_DRY_RUN='{value}'.*positive integer"):
+        budget(**RECIPE, profile="full")
