@@ -9,25 +9,40 @@ STAMP       := $(VENV)/.cnnlib-installed
 DATA_FILES  := $(foreach set,MNIST FashionMNIST,$(foreach f,train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte,data/$(set)/raw/$(f).gz))
 NBVAL       := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: lab test setup data browser exercises unit notebooks bench clean
+# A second numeric configuration of the same machine: the oldest CPU kernels (no AVX), the
+# oldest oneDNN ISA and one thread. Compared notebook outputs must not change under it.
+PORTABLE    := ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+# The full profile's code path in a dry run: every loader pass and every fit capped at 2 steps.
+DRY_RUN     := CNNLIB_PROFILE=full CNNLIB_DRY_RUN=2
+# $(call timed,WHAT,COMMAND): run COMMAND and say how long it took.
+timed        = start=$$(date +%s); $(2); rc=$$?; echo "[make test] $(1): $$(( $$(date +%s) - start )) s"; exit $$rc
+
+.PHONY: lab test setup data browser exercises unit notebooks portability dry-run bench clean
 
 # Jupyter refuses to run as root unless told: containers and CI machines often are root.
+# The kernel is registered again each time, so that it is this checkout's environment.
 lab: setup data
+	$(PY) -m ipykernel install --user --name cnnlib --display-name "Python (cnnlib)" >/dev/null
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
-test: setup data browser
-	CNNLIB_PROFILE=smoke $(PY) -m pytest tests -q
-	CNNLIB_PROFILE=smoke $(PY) -m pytest $(NBVAL) notebooks -q
+test:
+	@$(call timed,set-up,$(MAKE) --no-print-directory setup data browser)
+	@$(call timed,unit tests,$(MAKE) --no-print-directory unit)
+	@$(call timed,notebooks under nbval,$(MAKE) --no-print-directory notebooks)
+	@$(call timed,notebooks under a second numeric configuration,$(MAKE) --no-print-directory portability)
+	@$(call timed,notebooks under the full profile's dry run,$(MAKE) --no-print-directory dry-run)
 
 setup: $(STAMP)
 
 # The venv, the requirements, cnnlib (editable), d2l 1.0.3 without its stale pins, the kernel.
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml jupyter/overrides.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m pip install --quiet --no-deps d2l==1.0.3
 	$(PY) -m ipykernel install --user --name cnnlib --display-name "Python (cnnlib)" >/dev/null
+	mkdir -p $(VENV)/share/jupyter/lab/settings && cp jupyter/overrides.json $(VENV)/share/jupyter/lab/settings/
+	$(PY) -c "import matplotlib.pyplot"  # builds matplotlib's font cache once, outside any notebook
 	touch $@
 
 # Offline data: seed data/ from a local copy of the official files when there is one;
@@ -57,6 +72,13 @@ unit: setup data
 
 notebooks: setup data
 	CNNLIB_PROFILE=smoke $(PY) -m pytest $(NBVAL) notebooks -q
+
+portability: setup data
+	$(PORTABLE) CNNLIB_PROFILE=smoke $(PY) -m pytest $(NBVAL) notebooks -q
+
+# Outputs are not compared (--nbval-lax): the cells must run to the end, that is all.
+dry-run: setup data
+	$(DRY_RUN) $(PY) -m pytest --nbval-lax --nbval-current-env notebooks -q
 
 bench: setup data
 	$(PY) benchmarks/vs_d2l.py
