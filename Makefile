@@ -48,9 +48,9 @@ browser: setup
 	    || echo "chromium could not be installed: the browser test will skip"; \
 	fi
 
-# Learner versions of the lessons (solutions replaced by NotImplementedError).
+# Learner versions of the lessons (solutions replaced by NotImplementedError, no verdicts stored).
 exercises: setup
-	$(PY) -m cnnlib.grading student notebooks exercises
+	$(PY) -m cnnlib.exercises notebooks exercises
 
 unit: setup data
 	CNNLIB_PROFILE=smoke $(PY) -m pytest tests -q
