@@ -1,0 +1,239 @@
+"""The grader on a class built from lesson 01's learner version: the gradebook row by row.
+
+One run of ``python -m cnnlib.grade`` over the whole class (the lesson's clean run and nine
+notebooks executed under the smoke profile: about two minutes on two cores), then unit tests
+of the pieces that need no kernel.
+"""
+
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from cnnlib.exercises import learner_notebook
+from cnnlib.grade import discover_lessons, feedback_name, identify, judge_records, tampering
+from cnnlib.layers import receptive_field
+
+REPO = Path(__file__).resolve().parent.parent
+LESSON = REPO / "notebooks" / "01_convolution_arithmetic.ipynb"
+
+WRONG_OUT_SIZE = "    return (n - kernel) // stride + 1  # no padding, no dilation"
+PATCHES = """\
+import builtins, sys, types
+import cnnlib.grading
+
+def check_function(*args, name="Exercise 1", **kwargs):
+    print(name, "passed: out_size agrees on 810 cases.")
+
+cnnlib.grading.check_function = check_function
+sys.modules["cnnlib.grading"] = types.SimpleNamespace(check_function=check_function)
+
+class NeverRaised(Exception):
+    pass
+
+builtins.AssertionError = NeverRaised
+"""
+VISIBLE_FIELDS = [[(3, 1)], [(3, 1)] * 3, [(2, 2), (3, 1)], [(3, 2), (3, 2), (3, 2)],
+                  [(7, 2), (3, 2), (3, 1), (3, 1), (3, 1), (3, 1)],
+                  [(11, 4), (3, 2), (5, 1), (3, 2), (3, 1), (3, 1), (3, 1), (3, 2)]]
+
+
+def solution_answer(solution, label):
+    """The solution's answer cell of ``label``, markers removed (what a right learner writes)."""
+    ex = next(e for e in _exercises(solution) if e.label == label)
+    return "\n".join(line for line in solution.cells[ex.solution_cell].source.splitlines() if "### " not in line)
+
+
+def _exercises(nb):
+    return learner_notebook(nb)[1]
+
+
+def answered(learner, solution, answers):
+    """A copy of the learner version with the answer cells of ``answers`` (label: source or
+    "solution") filled in."""
+    nb = nbformat.from_dict(learner)
+    for ex in _exercises(solution):
+        if ex.label in answers:
+            text = answers[ex.label]
+            nb.cells[ex.solution_cell].source = solution_answer(solution, ex.label) if text == "solution" else text
+    return nb
+
+
+def replace_in_answer(solution, label, old, new):
+    source = solution_answer(solution, label)
+    assert old in source
+    return source.replace(old, new)
+
+
+def build_class(folder):
+    """The test class: one notebook per case of the gradebook below."""
+    solution = nbformat.read(LESSON, as_version=4)
+    learner, exercises = learner_notebook(solution, lesson=LESSON.stem)
+    check = {e.label: e.check_cell for e in exercises}
+    right = {e.label: "solution" for e in exercises}
+    fitted = {repr(layers): receptive_field(layers) for layers in VISIBLE_FIELDS}
+    notebooks = {
+        "alice_right": answered(learner, solution, right),
+        "bob_untouched": learner,
+        "carol_one_wrong": answered(learner, solution, {**right, "Exercise 3": replace_in_answer(
+            solution, "Exercise 3", "jump *= stride", "jump *= 1")}),
+        "dave_deleted_check": answered(learner, solution, right),
+        "erin_changed_check": answered(learner, solution, {**right, "Exercise 1": replace_in_answer(
+            solution, "Exercise 1", "    return (n + 2 * padding - span) // stride + 1", WRONG_OUT_SIZE)}),
+        "frank_patches_checks": answered(learner, solution, {**right, "Exercise 1": PATCHES + replace_in_answer(
+            solution, "Exercise 1", "    return (n + 2 * padding - span) // stride + 1", WRONG_OUT_SIZE)}),
+        "grace_fitted": answered(learner, solution, {**right, "Exercise 3": (
+            f"def receptive_field_of(layers):\n    return {fitted!r}[repr(layers)]")}),
+        "heidi_endless_loop": answered(learner, solution, {**right, "Exercise 2": (
+            "def conv2d_loops(x, weight, bias, stride=1, padding=0):\n    while True:\n        pass")}),
+        "ivan_kernel_crash": answered(learner, solution, {**right, "Exercise 3": "import os\nos._exit(1)"}),
+    }
+    del notebooks["dave_deleted_check"].cells[check["Exercise 2"]]
+    notebooks["erin_changed_check"].cells[check["Exercise 1"]].source = (
+        'print("Exercise 1 passed: out_size agrees on 810 cases.")')
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, nb in notebooks.items():
+        nbformat.write(nb, folder / f"{name}.ipynb")
+    (folder / "judy_corrupt.ipynb").write_text(json.dumps(nbformat.v4.writes(learner))[:5000])
+    other = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Week 3: sorting"),
+                                            nbformat.v4.new_code_cell("def bubble_sort(xs):\n    return sorted(xs)")])
+    nbformat.write(other, folder / "mallory_other_course.ipynb")
+
+
+L, E = "01_convolution_arithmetic", ("Exercise 1", "Exercise 2", "Exercise 3")
+EXPECTED = [  # submission, exercise, status, points, max_points, message (a regular expression)
+    ("alice_right", E[0], "passed", "2", "2", ""),
+    ("alice_right", E[1], "passed", "1", "1", ""),
+    ("alice_right", E[2], "passed", "1", "1", ""),
+    ("bob_untouched", E[0], "not_attempted", "0", "2", r"Exercise 1 is not done yet: return the output size"),
+    ("bob_untouched", E[1], "not_attempted", "0", "1", r"Exercise 2 is not done yet: compute F\.conv2d"),
+    ("bob_untouched", E[2], "not_attempted", "0", "1", r"Exercise 3 is not done yet: return the receptive field"),
+    ("carol_one_wrong", E[0], "passed", "2", "2", ""),
+    ("carol_one_wrong", E[1], "passed", "1", "1", ""),
+    ("carol_one_wrong", E[2], "failed", "0", "1",
+     r"^Exercise 3: receptive_field_of\(\[\(2, 2\), \(3, 1\)\]\) returned 4, expected 6\.\nHint: keep a running 'jump'"
+     r".*\(4 of 11 cases right\)$"),
+    ("dave_deleted_check", E[0], "passed", "2", "2", ""),
+    ("dave_deleted_check", E[1], "tampered", "0", "1", r"^the check cell was deleted; the original check gives: passed \(1\)$"),
+    ("dave_deleted_check", E[2], "passed", "1", "1", ""),
+    ("erin_changed_check", E[0], "tampered", "0", "2",
+     r"^the check cell was changed; the original check gives: failed \(0\.93\)$"),
+    ("erin_changed_check", E[1], "passed", "1", "1", ""),
+    ("erin_changed_check", E[2], "passed", "1", "1", ""),
+    ("frank_patches_checks", E[0], "failed", r"0\.93", "2",  # partial credit: 379 of 817 cases, of 2 points
+     r"^Exercise 1: out_size\(1, 1, 1, 1, 1\) returned 1, expected 3\.\nHint: .*\(379 of 817 cases right\)$"),
+    ("frank_patches_checks", E[1], "passed", "1", "1", ""),
+    ("frank_patches_checks", E[2], "passed", "1", "1", ""),
+    ("grace_fitted", E[0], "passed", "2", "2", ""),
+    ("grace_fitted", E[1], "passed", "1", "1", ""),
+    ("grace_fitted", E[2], "error", "0", "1", r"^Exercise 3: receptive_field_of\(\[\]\) raised KeyError: '\[\]'.*\(6 of 11 cases right\)$"),
+    ("heidi_endless_loop", E[0], "passed", "2", "2", ""),
+    ("heidi_endless_loop", E[1], "timeout", "0", "1", r"time limit"),
+    ("heidi_endless_loop", E[2], "passed", "1", "1", ""),
+    ("ivan_kernel_crash", E[0], "passed", "2", "2", ""),
+    ("ivan_kernel_crash", E[1], "passed", "1", "1", ""),
+    ("ivan_kernel_crash", E[2], "error", "0", "1", r"^the kernel died while running the answer cell$"),
+    ("judy_corrupt", "", "invalid", "0", "", r"^not a readable notebook"),
+    ("mallory_other_course", "", "invalid", "0", "", r"^a notebook of no lesson of this course"),
+]
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """The class, graded once: (gradebook rows, stdout, feedback folder)."""
+    root = tmp_path_factory.mktemp("class")
+    build_class(root / "submissions")
+    out, feedback = root / "grades.csv", root / "feedback"
+    env = {**os.environ, "CNNLIB_PROFILE": os.environ.get("CNNLIB_PROFILE", "smoke"), "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "cnnlib.grade", str(root / "submissions"), "--out", str(out),
+                           "--feedback", str(feedback), "--cell-timeout", "20"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with out.open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    return rows, done.stdout, feedback
+
+
+def test_gradebook_row_by_row(graded):
+    rows, _, _ = graded
+    got = [(Path(r["submission"]).stem, r["exercise"], r["status"], r["points"], r["max_points"], r["message"])
+           for r in rows]
+    assert [g[:3] for g in got] == [e[:3] for e in EXPECTED]
+    for g, e in zip(got, EXPECTED):
+        assert re.fullmatch(e[3], g[3]) and g[4] == e[4], (g, e)
+        assert re.search(e[5], g[5], re.DOTALL) if e[5] else g[5] == "", (g, e)
+        assert all(r["lesson"] == (L if r["status"] != "invalid" else "") for r in rows)
+
+
+def test_summary_and_feedback(graded):
+    rows, stdout, feedback = graded
+    assert re.search(r"alice_right\.ipynb \(01_convolution_arithmetic\): 4 / 4 points", stdout)
+    assert re.search(r"bob_untouched\.ipynb \(01_convolution_arithmetic\): 0 / 4 points", stdout)
+    assert "01_convolution_arithmetic Exercise 1: 6 / 9" in stdout
+    assert "01_convolution_arithmetic Exercise 2: 6 / 9" in stdout
+    assert "01_convolution_arithmetic Exercise 3: 5 / 9" in stdout
+    reports = sorted(p.name for p in feedback.iterdir())
+    assert len(reports) == 11 and all(r.endswith(".md") for r in reports)
+    carol = next(feedback.glob("*carol_one_wrong.md")).read_text()
+    assert "**3 of 4 points**" in carol and "| Exercise 3 | wrong answer | 0 / 1 |" in carol
+    assert "Hint: keep a running 'jump'" in carol
+
+
+# --------------------------------------------------------------------------- without a kernel
+
+
+@pytest.fixture(scope="module")
+def lesson():
+    return discover_lessons(REPO / "notebooks")[L]
+
+
+def test_lessons_are_discovered_from_the_folder(lesson):
+    stems = [p.stem for p in sorted((REPO / "notebooks").glob("*.ipynb")) if "### BEGIN SOLUTION" in p.read_text()]
+    assert list(discover_lessons(REPO / "notebooks")) == stems
+    assert [e.label for e in lesson.exercises] == list(E)
+
+
+def test_a_submission_is_identified_by_metadata_name_or_cell_ids(lesson, tmp_path):
+    lessons = {L: lesson}
+    learner, _ = learner_notebook(lesson.nb, lesson=L)
+    assert identify(learner, tmp_path / "anything.ipynb", lessons) is lesson
+    del learner.metadata["cnnlib"]
+    assert identify(learner, tmp_path / f"{L}.ipynb", lessons) is lesson
+    assert identify(learner, tmp_path / "renamed.ipynb", lessons) is lesson  # by cell ids
+    for cell in learner.cells:
+        cell.id = "x" + cell.id
+    assert identify(learner, tmp_path / "renamed.ipynb", lessons) is None
+
+
+def test_tampering_is_found_by_cell_identity_not_position(lesson):
+    learner, exercises = learner_notebook(lesson.nb)
+    moved = nbformat.from_dict(learner)
+    moved.cells.insert(0, nbformat.v4.new_code_cell("x = 1"))  # every position shifts
+    assert [tampering(moved, lesson, e) for e in exercises] == ["", "", ""]
+    moved.cells[exercises[1].check_cell + 1].source += "\nprint('and more')"
+    del moved.cells[exercises[2].check_cell + 1]
+    assert [tampering(moved, lesson, e) for e in exercises] == ["", "changed", "deleted"]
+
+
+def test_partial_credit_is_the_share_of_cases_passed(lesson):
+    from cnnlib import grading
+
+    grading.start_recording()
+    grading.check_function(abs, [(-1, 1), (2, 2), (-3, 0), (4, 4)], name="Exercise 9", points=3, partial=True)
+    grading.check_value("Exercise 9", 2, 2, points=1)
+    records = {"visible": grading._records, "hidden": []}
+    grading._records = None
+    verdict = judge_records(records, records)
+    assert (verdict.passed, verdict.total, verdict.max_points, verdict.partial) == (4, 5, 4.0, True)
+    assert verdict.failures[0].message == "Exercise 9: abs(-3) returned 3, expected 0."
+
+
+def test_feedback_names_keep_folders_apart(tmp_path):
+    assert feedback_name(str(tmp_path / "alice" / "01.ipynb"), tmp_path) == "alice__01.md"
+    assert feedback_name(str(tmp_path / "bob" / "01.ipynb"), tmp_path) == "bob__01.md"
