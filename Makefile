@@ -9,7 +9,7 @@ STAMP       := $(VENV)/.cnnlib-installed
 DATA_FILES  := $(foreach set,MNIST FashionMNIST,$(foreach f,train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte,data/$(set)/raw/$(f).gz))
 NBVAL       := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: lab test setup data browser exercises unit notebooks bench clean
+.PHONY: lab test setup data browser exercises grade unit notebooks bench clean
 
 # Jupyter refuses to run as root unless told: containers and CI machines often are root.
 lab: setup data
@@ -51,6 +51,12 @@ browser: setup
 # Learner versions of the lessons (solutions replaced by NotImplementedError, no verdicts stored).
 exercises: setup
 	$(PY) -m cnnlib.exercises notebooks exercises
+
+# Grade a class: make grade SUBMISSIONS="hand-ins/" (notebooks or folders of them), into
+# grades.csv and a Markdown report per submission in feedback/.
+SUBMISSIONS ?= submissions
+grade: setup data
+	$(PY) -m cnnlib.grade $(SUBMISSIONS) --out grades.csv --feedback feedback
 
 unit: setup data
 	CNNLIB_PROFILE=smoke $(PY) -m pytest tests -q

@@ -8,17 +8,20 @@ lesson of its file name, else the lesson whose cell ids it shares. Lessons are t
 with exercises in ``notebooks/`` (``--lessons``). For each lesson the grader first runs the
 solution once (the *clean run*); then, for each submission, a fresh kernel runs the lesson
 with the learner's answer cells in place of the solution's, under a time limit per answer
-cell and per check, and one for the whole notebook. Each exercise's check cell is replaced by a *recording* of the
-reference check plus its hidden cases (:mod:`cnnlib.hidden_cases`): the checks of
-:mod:`cnnlib.grading` only record what the learner's code returned, and the verdict is
-computed here, in the grader's process, against what the clean run expected.
+cell and per check, and one for the whole notebook. Each check cell is replaced by a
+*recording* of the lesson's check and its hidden cases (:mod:`cnnlib.hidden_cases`): the
+checks of :mod:`cnnlib.grading` only record what the learner's code returned, and the
+verdict is computed here, in the grader's process, against what the clean run expected.
+Rows are appended to the gradebook as each submission finishes.
 
 Status of a row: ``passed``, ``failed``, ``not_attempted`` (the ``NotImplementedError`` stub
 is left), ``error`` (the answer raised something else, or the kernel died), ``timeout``,
 ``tampered`` (the submission's check cell was deleted or changed: graded 0, the message says
 what the original check gave) or ``invalid`` (not a notebook, corrupt, or of no lesson).
 Points: each check declares ``points=`` (default 1); with ``partial=True`` a failed exercise
-earns the share of its cases (visible and hidden) that passed.
+earns the share of its cases (visible and hidden) that passed. The lessons run under the
+``smoke`` profile unless ``CNNLIB_PROFILE`` says otherwise (the exercises do not depend on
+training budgets).
 
 Threat model. Covered: a submission that edits or deletes check cells (they are taken from
 the lesson, by cell id, and the change is reported); that edits any cell other than its
@@ -34,7 +37,8 @@ keep their rows). Not covered: the learner's code runs with the grader's rights,
 lesson's folder. Code that hooks the interpreter (IPython events, ``sys.settrace``, the
 display machinery) sees the hidden cases and can report made-up results; code that attacks
 the operating system can do anything the grader's user can. Grade untrusted classes in a
-container or a throw-away account.
+container or a throw-away account. The grader checks results, not code: an answer that
+calls ``cnnlib``'s own implementation of the exercise passes.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ import argparse
 import csv
 import json
 import os
+import runpy
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -100,21 +105,33 @@ class Lesson:
     path: Path
     nb: Any
     exercises: list[Exercise]
+    hidden_cases: dict[str, str] = field(default_factory=dict)  # label: code
     clean: dict[str, dict] = field(default_factory=dict)
+    problem: str = ""  # why the lesson cannot be graded, once its clean run failed
 
     def hidden(self, label: str) -> str:
-        return HIDDEN_CASES.get(self.stem, {}).get(label, "")
+        return self.hidden_cases.get(label, "")
 
 
-def discover_lessons(folder: str | os.PathLike = LESSONS) -> dict[str, Lesson]:
-    """Every notebook of ``folder`` that has exercises, by file stem."""
+def discover_lessons(folder: str | os.PathLike = LESSONS, hidden: dict | None = None) -> dict[str, Lesson]:
+    """Every notebook of ``folder`` that has exercises, by file stem, with its ``hidden``
+    cases (default: :data:`cnnlib.hidden_cases.HIDDEN_CASES`)."""
+    hidden = HIDDEN_CASES if hidden is None else hidden
     lessons = {}
     for path in sorted(Path(folder).glob("*.ipynb")):
         nb = nbformat.read(path, as_version=4)
         exercises = exercise_cells(nb)
         if exercises:
-            lessons[path.stem] = Lesson(path.stem, path, nb, exercises)
+            lessons[path.stem] = Lesson(path.stem, path, nb, exercises, dict(hidden.get(path.stem, {})))
     return lessons
+
+
+def load_hidden(path: str | os.PathLike) -> dict:
+    """``HIDDEN_CASES`` from a Python file laid out like :mod:`cnnlib.hidden_cases`."""
+    cases = runpy.run_path(str(path)).get("HIDDEN_CASES")
+    if not isinstance(cases, dict):
+        raise ValueError(f"{path}: defines no HIDDEN_CASES dictionary (see cnnlib/hidden_cases.py)")
+    return cases
 
 
 def identify(nb: Any, path: Path, lessons: dict[str, Lesson]) -> Lesson | None:
@@ -256,7 +273,8 @@ def execute(nb: Any, cwd: Path, timed_cells: set[int], cell_timeout: float, note
         resources={"metadata": {"path": str(cwd)}},
     )
     root = str(Path(grading.__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    env = {"CNNLIB_PROFILE": "smoke", **os.environ,
+           "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     deadline = time.monotonic() + notebook_timeout
     code_cells = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
     with client.setup_kernel(env=env):
@@ -423,8 +441,14 @@ def grade_submission(path: Path, lessons: dict[str, Lesson], cell_timeout: float
     if lesson is None:
         return [Row(name, "", "", "invalid", 0, "",
                     "a notebook of no lesson of this course (no lesson in its metadata, file name or cell ids)")]
-    if not lesson.clean:
-        clean_run(lesson, cell_timeout, notebook_timeout)
+    if not lesson.clean and not lesson.problem:
+        try:
+            clean_run(lesson, cell_timeout, notebook_timeout)
+        except LessonError as err:
+            lesson.problem = str(err)
+    if lesson.problem:
+        return [Row(name, lesson.stem, ex.label, "error", 0, "", f"the lesson cannot be graded: {lesson.problem}")
+                for ex in lesson.exercises]
     answers, missing = {}, set()
     for ex in lesson.exercises:
         cell = find_answer(nb, lesson, ex)
@@ -521,12 +545,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="the gradebook CSV (rewritten; rows appended as graded)")
     parser.add_argument("--feedback", help="a folder for one Markdown report per submission")
     parser.add_argument("--lessons", default=str(LESSONS), help="the solution notebooks (default: %(default)s)")
+    parser.add_argument("--hidden", help="a Python file of HIDDEN_CASES (default: cnnlib/hidden_cases.py)")
     parser.add_argument("--cell-timeout", type=float, default=60,
                         help="seconds per answer cell and per check (default: %(default)s)")
     parser.add_argument("--notebook-timeout", type=float, default=1200,
                         help="seconds per notebook (default: %(default)s)")
     args = parser.parse_args(argv)
-    lessons = discover_lessons(args.lessons)
+    try:
+        lessons = discover_lessons(args.lessons, None if args.hidden is None else load_hidden(args.hidden))
+    except (OSError, ValueError) as err:
+        parser.error(str(err))
     if not lessons:
         parser.error(f"{args.lessons}: no notebook with exercises there (give --lessons the solution notebooks)")
     try:

@@ -17,7 +17,7 @@ import nbformat
 import pytest
 
 from cnnlib.exercises import learner_notebook
-from cnnlib.grade import discover_lessons, feedback_name, identify, judge_records, tampering
+from cnnlib.grade import discover_lessons, feedback_name, identify, judge_records, load_hidden, tampering
 from cnnlib.layers import receptive_field
 
 REPO = Path(__file__).resolve().parent.parent
@@ -237,3 +237,13 @@ def test_partial_credit_is_the_share_of_cases_passed(lesson):
 def test_feedback_names_keep_folders_apart(tmp_path):
     assert feedback_name(str(tmp_path / "alice" / "01.ipynb"), tmp_path) == "alice__01.md"
     assert feedback_name(str(tmp_path / "bob" / "01.ipynb"), tmp_path) == "bob__01.md"
+
+
+def test_hidden_cases_can_come_from_the_instructors_file(tmp_path):
+    mine = tmp_path / "my_cases.py"
+    mine.write_text(f"HIDDEN_CASES = {{{L!r}: {{'Exercise 2': 'check_value(\\'Exercise 2\\', 1, 1)'}}}}\n")
+    lessons = discover_lessons(REPO / "notebooks", load_hidden(mine))
+    assert lessons[L].hidden("Exercise 2") == "check_value('Exercise 2', 1, 1)" and lessons[L].hidden("Exercise 1") == ""
+    (tmp_path / "empty.py").write_text("CASES = {}\n")
+    with pytest.raises(ValueError, match="defines no HIDDEN_CASES"):
+        load_hidden(tmp_path / "empty.py")

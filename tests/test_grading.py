@@ -3,6 +3,8 @@ that the grader runs in different processes (records carried as JSON)."""
 
 import json
 import re
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -165,3 +167,89 @@ def test_check_raises(capsys):
         check_raises(picky, 0, TypeError, name="Exercise 9")
     with pytest.raises(AssertionError, match="should mention 'negative'"):
         check_raises(picky, 0, ValueError, name="Exercise 9", match="negative")
+
+
+# --------------------------------------------------------------------------- records, for the grader
+
+
+def recorded(check, *args, **kwargs):
+    """The records a check leaves in recording mode, carried through JSON and decoded."""
+    records = grading.start_recording()
+    try:
+        check(*args, **kwargs)
+    finally:
+        grading._records = None
+    return [{key: decode(value) for key, value in json.loads(json.dumps(r)).items()} for r in records]
+
+
+def double(n):
+    return 2 * n
+
+
+@pytest.mark.parametrize("value", [
+    None, True, 3, -2.5, float("inf"), "text", [1, (2, 3.0)], (1, [2]), {"a": (1, 2), 3: None},
+    torch.arange(6).view(2, 3), torch.tensor([[0.1, float("nan")]], dtype=torch.float64), torch.tensor(True),
+])
+def test_values_survive_the_journey_through_json(value):
+    back = decode(json.loads(json.dumps(encode(value))))
+    assert type(back) is type(value)
+    if isinstance(value, torch.Tensor):
+        assert back.dtype == value.dtype and torch.equal(back.nan_to_num(7), value.nan_to_num(7))
+    else:
+        assert back == value
+
+
+def test_unknown_objects_and_exception_classes_are_carried_by_name():
+    opaque = decode(json.loads(json.dumps(encode(object()))))
+    assert not grading._agree(opaque, opaque, 0, 0) and "object" in repr(opaque)
+    exc = decode(json.loads(json.dumps(encode(KeyError))))
+    assert exc.__name__ == "KeyError" and exc.accepts(["KeyError", "LookupError"])
+
+
+@pytest.mark.parametrize("check, args, kwargs", [
+    (check_function, (double, [(1, 2), (2, 5), (3, ValueError)]), {"name": "Exercise 1", "hint": "twice"}),
+    (check_function, (double, [1, 2]), {"reference": lambda n: n + n, "name": "Exercise 1"}),
+    (check_value, ("Exercise 2", 144, 4608), {"hint": "in x out"}),
+    (check_close, ("Exercise 3", torch.ones(2, 2), torch.ones(2, 2) * 1.5), {}),
+    (check_module, (nn.Linear(4, 3),), {"name": "Exercise 4", "reference": nn.Linear(4, 2), "input_shape": (1, 4)}),
+    (check_raises, (double, (1,), ValueError), {"name": "Exercise 5"}),
+])
+def test_judging_records_gives_the_self_checks_verdict(check, args, kwargs):
+    """The grader's verdict (judge on records carried as JSON) is the learner's own, message for message."""
+    try:
+        check(*args, **kwargs)
+        own = None
+    except AssertionError as err:
+        own = str(err)
+    (record,) = recorded(check, *args, **kwargs)
+    failures = [f for f in judge(record["spec"], record["observed"]) if f is not None]
+    assert (failures[0].message if failures else None) == own
+
+
+def test_a_record_judged_against_another_runs_spec():
+    """The learner's observations judged against the spec of the solution's run: what the
+    learner's run computed as expected does not count."""
+    (solution,) = recorded(check_function, double, [1, 2, 3], reference=double, name="Exercise 1")
+    (learner,) = recorded(check_function, lambda n: n, [1, 2, 3], reference=lambda n: n, name="Exercise 1")
+    assert [f for f in judge(learner["spec"], learner["observed"]) if f] == []  # fooled by its own reference
+    verdicts = judge(solution["spec"], learner["observed"])
+    assert [f.message if f else None for f in verdicts] == [  # the calls as the solution's run wrote them
+        "Exercise 1: double(1) returned 1, expected 2.", "Exercise 1: double(2) returned 2, expected 4.",
+        "Exercise 1: double(3) returned 3, expected 6."]
+
+
+def test_not_done_and_raised_are_told_apart():
+    def todo(n):
+        raise NotImplementedError("Exercise 1: double it.")
+
+    (record,) = recorded(check_function, todo, [(1, 2)], name="Exercise 1")
+    (failure,) = judge(record["spec"], record["observed"])
+    assert failure.kind == "not_done" and failure.message.startswith("Exercise 1 is not done yet: double it.")
+    (record,) = recorded(check_function, lambda n: {}[n], [(1, 2)], name="Exercise 1")
+    assert judge(record["spec"], record["observed"])[0].kind == "raised"
+
+
+def test_the_checks_import_without_nbformat():
+    code = "import sys; import cnnlib.grading; print('nbformat' in sys.modules, 'torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False"]
