@@ -60,6 +60,7 @@ from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
+from traitlets import default
 
 from cnnlib import grading
 from cnnlib.exercises import Exercise, exercise_cells
@@ -251,6 +252,12 @@ class _ThisPython(KernelSpecManager):
                           display_name="cnnlib grader", language="python")
 
 
+class _KernelManager(AsyncKernelManager):
+    @default("kernel_spec_manager")
+    def _this_python(self) -> KernelSpecManager:
+        return _ThisPython()
+
+
 def execute(nb: Any, cwd: Path, timed_cells: set[int], cell_timeout: float, notebook_timeout: float
             ) -> dict[int, str]:
     """Run ``nb`` in a fresh kernel, in place, within ``notebook_timeout`` seconds, the cells
@@ -266,8 +273,8 @@ def execute(nb: Any, cwd: Path, timed_cells: set[int], cell_timeout: float, note
             "timeout" if ename == TIMEOUT_NAME else f"error:{ename}")
 
     client = NotebookClient(
-        nb, km=AsyncKernelManager(kernel_name="cnnlib-grader", kernel_spec_manager=_ThisPython()),
-        allow_errors=True, interrupt_on_timeout=True, on_cell_executed=executed,
+        nb, kernel_manager_class=_KernelManager, kernel_name="cnnlib-grader", allow_errors=True,
+        interrupt_on_timeout=True, on_cell_executed=executed,
         error_on_timeout={"ename": TIMEOUT_NAME, "evalue": f"the cell ran past its {cell_timeout:g} s limit",
                           "traceback": []},
         resources={"metadata": {"path": str(cwd)}},
@@ -361,7 +368,8 @@ def judge_records(clean: dict, learner: dict) -> Verdict:
                 cases *= len(grading.judge(spec, grading.decode(record["observed"])))
             total += len(cases)
             passed += sum(case is None for case in cases)
-            failures += [case for case in cases if case is not None]
+            failures += [case if part == "visible" else grading.Failure(case.kind, "hidden case: " + case.message)
+                         for case in cases if case is not None]
     return Verdict(passed, total, failures, max_points, partial)
 
 

@@ -132,7 +132,7 @@ EXPECTED = [  # submission, exercise, status, points, max_points, message (a reg
     ("frank_patches_checks", E[2], "passed", "1", "1", ""),
     ("grace_fitted", E[0], "passed", "2", "2", ""),
     ("grace_fitted", E[1], "passed", "1", "1", ""),
-    ("grace_fitted", E[2], "error", "0", "1", r"^Exercise 3: receptive_field_of\(\[\]\) raised KeyError: '\[\]'.*\(6 of 11 cases right\)$"),
+    ("grace_fitted", E[2], "error", "0", "1", r"^hidden case: Exercise 3: receptive_field_of\(\[\]\) raised KeyError: '\[\]'.*\(6 of 11 cases right\)$"),
     ("heidi_endless_loop", E[0], "passed", "2", "2", ""),
     ("heidi_endless_loop", E[1], "timeout", "0", "1", r"time limit"),
     ("heidi_endless_loop", E[2], "passed", "1", "1", ""),
@@ -247,3 +247,14 @@ def test_hidden_cases_can_come_from_the_instructors_file(tmp_path):
     (tmp_path / "empty.py").write_text("CASES = {}\n")
     with pytest.raises(ValueError, match="defines no HIDDEN_CASES"):
         load_hidden(tmp_path / "empty.py")
+
+
+def test_every_hidden_case_names_a_lesson_and_an_exercise_and_compiles():
+    from cnnlib.hidden_cases import HIDDEN_CASES
+
+    lessons = discover_lessons(REPO / "notebooks")
+    for stem, cases in HIDDEN_CASES.items():
+        assert stem in lessons, f"hidden cases for {stem}, which is no lesson with exercises"
+        assert set(cases) <= {e.label for e in lessons[stem].exercises}, stem
+        for label, code in cases.items():
+            compile(code, f"{stem} {label}", "exec")
