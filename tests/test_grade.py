@@ -17,7 +17,7 @@ import nbformat
 import pytest
 
 from cnnlib.exercises import learner_notebook
-from cnnlib.grade import discover_lessons, feedback_name, identify, judge_records, load_hidden, tampering
+from cnnlib.grade import discover_lessons, execute, feedback_name, identify, judge_records, load_hidden, tampering
 from cnnlib.layers import receptive_field
 
 REPO = Path(__file__).resolve().parent.parent
@@ -232,6 +232,17 @@ def test_partial_credit_is_the_share_of_cases_passed(lesson):
     verdict = judge_records(records, records)
     assert (verdict.passed, verdict.total, verdict.max_points, verdict.partial) == (4, 5, 4.0, True)
     assert verdict.failures[0].message == "Exercise 9: abs(-3) returned 3, expected 0."
+
+
+def test_a_notebook_runs_on_past_a_timeout_and_stops_where_its_kernel_died():
+    cells = ["import os\nprint(os.getpid())", "while True:\n    pass", "print('after')", "1 / 0", "os._exit(1)", "print('never')"]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    states = execute(nb, REPO, timed_cells={1}, cell_timeout=3, notebook_timeout=120)
+    assert states == {0: "ok", 1: "timeout", 2: "ok", 3: "error:ZeroDivisionError", 4: "dead", 5: "not_run"}
+    assert nb.cells[2].outputs[0]["text"] == "after\n"
+    pid = int(nb.cells[0].outputs[0]["text"])
+    with pytest.raises(ProcessLookupError):  # no kernel is left behind
+        os.kill(pid, 0)
 
 
 def test_feedback_names_keep_folders_apart(tmp_path):
