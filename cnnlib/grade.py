@@ -404,8 +404,11 @@ def grade_exercise(lesson: Lesson, ex: Exercise, nb: Any, states: dict[int, str]
     right = f" ({verdict.passed} of {verdict.total} cases right)"
     kinds = {f.kind for f in verdict.failures}
     if "not_done" in kinds or any("NotImplementedError" in c[0] for c in crashed):
-        message = next((f.message for f in verdict.failures if f.kind == "not_done"), "")
-        return "not_attempted", 0, message or f"{ex.label} is not done yet"
+        message = next((f.message for f in verdict.failures if f.kind == "not_done"), None)
+        if message is None:  # raised while the check's arguments were computed
+            text = next(c[1] for c in crashed if "NotImplementedError" in c[0])
+            message = grading.not_done(ex.label, text).message
+        return "not_attempted", 0, message
     if answer_state.startswith("error:"):
         return "error", points, answer_error + right
     if crashed:
