@@ -386,7 +386,7 @@ def grade_exercise(lesson: Lesson, ex: Exercise, nb: Any, states: dict[int, str]
     if answer_state == "dead":
         return "error", 0, "the kernel died while running the answer cell"
     if answer_state == "error:NotImplementedError":
-        return "not_attempted", 0, answer_error
+        return "not_attempted", 0, grading.not_done(ex.label, _error(nb.cells[ex.solution_cell])[1]).message
     if check_state == "timeout":
         return "timeout", 0, "the check ran past its time limit (an endless loop?)"
     if check_state == "dead":
@@ -417,9 +417,15 @@ def grade_exercise(lesson: Lesson, ex: Exercise, nb: Any, states: dict[int, str]
     return ("error" if first.kind == "raised" else "failed"), points, first.message + right
 
 
-def _error_text(cell: Any) -> str:
+def _error(cell: Any) -> tuple[str, str]:
+    """(name, message) of the exception a cell's output shows, or empty strings."""
     errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-    return f"{errors[-1].get('ename')}: {errors[-1].get('evalue')}" if errors else ""
+    return (str(errors[-1].get("ename")), str(errors[-1].get("evalue"))) if errors else ("", "")
+
+
+def _error_text(cell: Any) -> str:
+    name, message = _error(cell)
+    return f"{name}: {message}" if name else ""
 
 
 # --------------------------------------------------------------------------- submissions
