@@ -269,3 +269,28 @@ def test_every_hidden_case_names_a_lesson_and_an_exercise_and_compiles():
         assert set(cases) <= {e.label for e in lessons[stem].exercises}, stem
         for label, code in cases.items():
             compile(code, f"{stem} {label}", "exec")
+
+
+def test_a_small_lesson_graded_in_process(tmp_path):
+    """The test fixture as a lesson (no torch, seconds): stubs inside a function and at the top
+    of a cell are both "not attempted"; a wrong value fails with the check's own message."""
+    from cnnlib.grade import grade_submission
+
+    lessons = discover_lessons(REPO / "tests" / "fixtures")
+    lesson = lessons["grading_solution"]
+    learner, exercises = learner_notebook(lesson.nb, lesson="grading_solution")
+    nbformat.write(learner, tmp_path / "untouched.ipynb")
+    wrong = nbformat.from_dict(learner)
+    wrong.cells[exercises[1].solution_cell].source = "weights = 3 * 3 * 16\nweights"
+    nbformat.write(wrong, tmp_path / "wrong.ipynb")
+    rows = [grade_submission(tmp_path / name, lessons, 30, 120) for name in ("untouched.ipynb", "wrong.ipynb")]
+    assert [(r.exercise, r.status, r.points, r.max_points, r.message) for r in rows[0]] == [
+        ("Exercise 1", "not_attempted", 0, 1.0, "Exercise 1 is not done yet: return the output size of a convolution "
+         "over n inputs with kernel k, stride s and padding p. (replace the `raise NotImplementedError(...)` line "
+         "with your code)"),
+        ("Exercise 2", "not_attempted", 0, 1.0, "Exercise 2 is not done yet: how many weights (no bias) has a 3x3 "
+         "convolution from 16 to 32 channels? (replace the `raise NotImplementedError(...)` line with your code)"),
+    ]
+    assert [(r.exercise, r.status, r.message) for r in rows[1]][1] == (
+        "Exercise 2", "failed", "Exercise 2: got 144, which is not the expected answer.\n"
+        "Hint: kernel height x kernel width x in channels x out channels. (0 of 1 cases right)")
