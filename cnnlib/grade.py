@@ -501,7 +501,7 @@ def summary(rows: Sequence[Row]) -> str:
         if own[0].status == "invalid":
             lines.append(f"  {name}: invalid ({own[0].message})")
             continue
-        got, best = sum(r.points for r in own), sum(float(r.max_points) for r in own)
+        got, best = sum(r.points for r in own), sum(float(r.max_points or 0) for r in own)
         lines.append(f"  {name} ({own[0].lesson}): {_number(round(got, 2))} / {_number(best)} points")
     lines.append("Per exercise (passed / graded):")
     by_exercise: dict[tuple[str, str], list[Row]] = {}
@@ -513,8 +513,8 @@ def summary(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
-HINTS_STATUS = {
-    "passed": "right", "failed": "wrong answer", "not_attempted": "not attempted", "error": "your code raised an error",
+RESULT_WORDS = {
+    "passed": "right", "failed": "wrong answer", "not_attempted": "not attempted", "error": "error",
     "timeout": "ran past the time limit", "tampered": "the check cell was changed or deleted",
     "invalid": "not gradable",
 }
@@ -526,13 +526,13 @@ def feedback(rows: Sequence[Row]) -> str:
     lines = [f"# Feedback: {Path(first.submission).name}", ""]
     if first.status == "invalid":
         return "\n".join(lines + [f"This file could not be graded: {first.message}.", ""])
-    got, best = sum(r.points for r in rows), sum(float(r.max_points) for r in rows)
+    got, best = sum(r.points for r in rows), sum(float(r.max_points or 0) for r in rows)
     lines += [f"Lesson `{first.lesson}`: **{_number(round(got, 2))} of {_number(best)} points**.", "",
               "| exercise | result | points |", "|---|---|---|"]
-    lines += [f"| {r.exercise} | {HINTS_STATUS[r.status]} | {_number(r.points)} / {_number(r.max_points)} |" for r in rows]
+    lines += [f"| {r.exercise} | {RESULT_WORDS[r.status]} | {_number(r.points)} / {_number(r.max_points)} |" for r in rows]
     for r in rows:
         if r.message:
-            lines += ["", f"## {r.exercise}: {HINTS_STATUS[r.status]}", "", "```", r.message, "```"]
+            lines += ["", f"## {r.exercise}: {RESULT_WORDS[r.status]}", "", "```", r.message, "```"]
     return "\n".join(lines) + "\n"
 
 

@@ -294,3 +294,12 @@ def test_a_small_lesson_graded_in_process(tmp_path):
     assert [(r.exercise, r.status, r.message) for r in rows[1]][1] == (
         "Exercise 2", "failed", "Exercise 2: got 144, which is not the expected answer.\n"
         "Hint: kernel height x kernel width x in channels x out channels. (0 of 1 cases right)")
+
+
+def test_reports_of_a_lesson_that_cannot_be_graded():
+    from cnnlib.grade import Row, feedback, summary
+
+    rows = [Row("a.ipynb", L, label, "error", 0, "", "the lesson cannot be graded: its check did not run")
+            for label in E]
+    assert "a.ipynb (01_convolution_arithmetic): 0 / 0 points" in summary(rows)
+    assert "| Exercise 2 | error | 0 /  |" in feedback(rows) and "its check did not run" in feedback(rows)
