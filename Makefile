@@ -17,7 +17,7 @@ DRY_RUN     := CNNLIB_PROFILE=full CNNLIB_DRY_RUN=2
 # $(call timed,WHAT,COMMAND): run COMMAND and say how long it took.
 timed        = start=$$(date +%s); $(2); rc=$$?; echo "[make test] $(1): $$(( $$(date +%s) - start )) s"; exit $$rc
 
-.PHONY: lab test setup data browser exercises unit notebooks portability dry-run bench clean
+.PHONY: lab test setup data browser exercises grade unit notebooks portability dry-run bench clean
 
 # Jupyter refuses to run as root unless told: containers and CI machines often are root.
 # The kernel is registered again each time, so that it is this checkout's environment.
@@ -63,9 +63,15 @@ browser: setup
 	    || echo "chromium could not be installed: the browser test will skip"; \
 	fi
 
-# Learner versions of the lessons (solutions replaced by NotImplementedError).
+# Learner versions of the lessons (solutions replaced by NotImplementedError, no verdicts stored).
 exercises: setup
-	$(PY) -m cnnlib.grading student notebooks exercises
+	$(PY) -m cnnlib.exercises notebooks exercises
+
+# Grade a class: make grade SUBMISSIONS="hand-ins/" (notebooks or folders of them), into
+# grades.csv and a Markdown report per submission in feedback/.
+SUBMISSIONS ?= submissions
+grade: setup data
+	$(PY) -m cnnlib.grade $(SUBMISSIONS) --out grades.csv --feedback feedback
 
 unit: setup data
 	CNNLIB_PROFILE=smoke $(PY) -m pytest tests -q

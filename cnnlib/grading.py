@@ -1,60 +1,47 @@
-"""Exercise checks for the notebooks, and the generator of the learner notebooks.
+"""Exercise checks: the helpers that the lessons' check cells call.
 
-Convention (solution notebooks in ``notebooks/``):
+A check raises ``AssertionError`` with a hint when the answer is wrong, and prints a short,
+deterministic verdict when it is right (``pytest --nbval`` grades by exceptions). Each check
+is two halves that can run in different processes:
 
-* an exercise is a code cell holding a region between ``### BEGIN SOLUTION`` and
-  ``### END SOLUTION`` (usually inside a function body); the comment lines directly
-  above ``### BEGIN SOLUTION`` are its instructions, ideally starting ``# Exercise N:``;
-* the next code cell is its check cell: it calls one of the ``check_*`` helpers below,
-  which raise ``AssertionError`` with a hint when the answer is wrong and print a short,
-  deterministic verdict when it is right.
+* *observe* calls the learner's code (its prints silenced) and keeps what it gave: a value,
+  or the exception it raised; ``NotImplementedError`` means "not done yet";
+* *judge* compares what was observed with what was expected and lists one failure message
+  per wrong case (:func:`judge`).
 
-``pytest --nbval`` compares a notebook's outputs with its stored ones, so a grade must come
-from an exception, never from an output difference: the learner notebook keeps every stored
-output except those of the exercise cells themselves, and keeps the check cells' verdicts so
-that a right answer prints exactly the stored verdict.
+In a notebook both halves run at once. The instructor's grader (:mod:`cnnlib.grade`) turns on
+:func:`start_recording`: the checks then only record ``{"spec", "observed"}`` as JSON-able data
+(:func:`encode`), and the grader judges the learner's observations against the specs of a run
+of the solution, in its own process. ``points=`` (default 1) and ``partial=`` (credit for the
+share of cases passed) are read by the grader only.
 
-A ``NotImplementedError`` raised by the learner's code (the untouched placeholder) is always
-reported as ``AssertionError("Exercise N is not done yet: ...")``.
-
-Command line: ``python -m cnnlib.grading student notebooks/ exercises/``.
+This module imports neither nbformat nor torch (torch only when an answer is a tensor).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import io
 import math
 import numbers
-import os
-import re
-import subprocess
-import sys
-import tempfile
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import nbformat
-
-BEGIN = "### BEGIN SOLUTION"
-END = "### END SOLUTION"
+CHECKS = ("check_function", "check_value", "check_close", "check_module", "check_raises")
 DEFAULT_INSTRUCTIONS = "write your code here."
-ANSWER_PLACEHOLDER = "YOUR ANSWER HERE"
-REPO = Path(__file__).resolve().parent.parent
-SANITIZE_FILE = REPO / "tests" / "nbval_sanitize.cfg"
 
-_BEGIN_RE = re.compile(r"^(?P<indent>[ \t]*)### BEGIN SOLUTION[ \t]*$")
-_END_RE = re.compile(r"^[ \t]*### END SOLUTION[ \t]*$")
-_LABEL_RE = re.compile(r"^(Exercise [\w.]+):\s*")
-_ANSI_RE = re.compile(r"(?:\x1b|#x1B)\[[0-9;]*m")  # junit XML writes ESC as "#x1B"
+_records: list[dict] | None = None
 
 
-# --------------------------------------------------------------------------- checks
+def start_recording() -> list[dict]:
+    """From now on, checks append their ``{"spec", "observed"}`` here instead of judging."""
+    global _records
+    _records = []
+    return _records
+
+
+# --------------------------------------------------------------------------- values
 
 
 def _is_tensor(x: Any) -> bool:
@@ -73,8 +60,85 @@ def _short(x: Any) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
+class Opaque:
+    """A value that could not be carried between processes: equal to nothing, shown by its repr."""
+
+    def __init__(self, type_name: str, text: str):
+        self.type_name, self.text = type_name, text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+class ExceptionType:
+    """An exception class carried between processes, by the names of its classes (its MRO)."""
+
+    def __init__(self, names: Sequence[str]):
+        self.names = list(names)
+        self.__name__ = self.names[0]
+
+
+def encode(x: Any) -> Any:
+    """``x`` as JSON-able data that :func:`decode` turns back into an equal value.
+
+    Tensors and arrays keep dtype and shape; tuples stay tuples; exception classes become
+    their class names; anything else becomes an :class:`Opaque` (equal to nothing).
+    """
+    if x is None or isinstance(x, (bool, str)):
+        return x
+    if isinstance(x, numbers.Integral):
+        return int(x)
+    if isinstance(x, float):
+        return x
+    if isinstance(x, numbers.Real):
+        return float(x)
+    if isinstance(x, list):
+        return [encode(v) for v in x]
+    if isinstance(x, tuple):
+        return {"tuple": [encode(v) for v in x]}
+    if isinstance(x, dict):
+        return {"dict": [[encode(k), encode(v)] for k, v in x.items()]}
+    if _is_tensor(x):
+        x = x.detach().cpu()
+        return {"tensor": x.tolist(), "dtype": str(x.dtype).removeprefix("torch."), "shape": list(x.shape)}
+    if _is_array(x):
+        return {"ndarray": x.tolist(), "dtype": str(x.dtype), "shape": list(x.shape)}
+    if isinstance(x, type) and issubclass(x, BaseException):
+        return {"exception": [c.__name__ for c in x.__mro__]}
+    return {"opaque": type(x).__name__, "repr": _short(x)}
+
+
+def decode(data: Any) -> Any:
+    """The value that :func:`encode` encoded (from untrusted JSON: builds only plain values)."""
+    if isinstance(data, list):
+        return [decode(v) for v in data]
+    if not isinstance(data, dict):
+        return data
+    if "tuple" in data:
+        return tuple(decode(v) for v in data["tuple"])
+    if "dict" in data:
+        return {_hashable(decode(k)): decode(v) for k, v in data["dict"]}
+    if "tensor" in data:
+        import torch
+
+        return torch.tensor(data["tensor"], dtype=getattr(torch, str(data["dtype"]))).reshape(data["shape"])
+    if "ndarray" in data:
+        import numpy
+
+        return numpy.array(data["ndarray"], dtype=str(data["dtype"])).reshape(data["shape"])
+    if "exception" in data:
+        return ExceptionType([str(n) for n in data["exception"]])
+    return Opaque(str(data.get("opaque")), str(data.get("repr")))
+
+
+def _hashable(x: Any) -> Any:
+    return x if isinstance(x, (str, int, float, bool, tuple, type(None))) else repr(x)
+
+
 def _agree(got: Any, expected: Any, rtol: float, atol: float) -> bool:
     """Equality that is exact by default, tolerant with rtol/atol, strict about int vs float."""
+    if isinstance(got, Opaque) or isinstance(expected, Opaque):
+        return False
     if _is_tensor(expected) or _is_array(expected):
         import torch  # only needed for tensor answers; keeps this module light to import
 
@@ -106,30 +170,28 @@ def _agree(got: Any, expected: Any, rtol: float, atol: float) -> bool:
         return False
 
 
-def _not_done(name: str, err: NotImplementedError) -> AssertionError:
-    message = str(err)
-    if message.startswith(name + ":"):
-        message = message[len(name) + 1 :].strip()
-    message = message or DEFAULT_INSTRUCTIONS
-    return AssertionError(
-        f"{name} is not done yet: {message} "
-        "(replace the `raise NotImplementedError(...)` line with your code)"
-    )
+def _describe(got: Any, expected: Any) -> str:
+    """The wrong value, with its type when the types differ (4.0 for 4, a list for a tensor)."""
+    if type(got) is not type(expected) and not (_is_tensor(got) and _is_tensor(expected)):
+        got_type = got.type_name if isinstance(got, Opaque) else type(got).__name__
+        return f"{_short(got)} (type {got_type}, expected type {type(expected).__name__})"
+    if (_is_tensor(got) or _is_array(got)) and tuple(got.shape) != tuple(expected.shape):
+        return f"shape {tuple(got.shape)} (not {tuple(expected.shape)})"
+    return _short(got)
 
 
-def _quietly(name: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
-    """Call the learner's code with its prints and warnings silenced (the check cell's output
-    must be the stored verdict alone); NotImplementedError means "not done yet"."""
+# --------------------------------------------------------------------------- observing
+
+
+def _observe_call(fn: Callable, args: tuple, kwargs: dict) -> dict:
+    """Call the learner's code with its prints silenced; keep its value or its exception."""
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            return fn(*args, **kwargs)
+            return {"value": fn(*args, **kwargs)}
     except NotImplementedError as err:
-        raise _not_done(name, err) from None
-
-
-def _wrong(message: str, hint: str) -> AssertionError:
-    """The exception a check raises: what was wrong, then the hint."""
-    return AssertionError(f"{message}\nHint: {hint}" if hint else message)
+        return {"not_done": str(err)}
+    except Exception as err:
+        return {"raised": [c.__name__ for c in type(err).__mro__], "message": str(err)}
 
 
 def _split_case(args: Any) -> tuple[tuple, dict]:
@@ -147,7 +209,27 @@ def _call_text(fn_name: str, args: tuple, kwargs: dict) -> str:
 
 
 def _is_exception_type(x: Any) -> bool:
-    return isinstance(x, type) and issubclass(x, BaseException)
+    return isinstance(x, ExceptionType) or (isinstance(x, type) and issubclass(x, BaseException))
+
+
+def _reference_result(reference: Callable, args: Any) -> Any:
+    pos, kw = _split_case(args)
+    try:
+        return reference(*pos, **kw)
+    except Exception as err:
+        return type(err)
+
+
+def _conclude(spec: dict, observed: dict) -> None:
+    """Record the check (under the grader) or judge it now: raise the first failure, or print
+    the verdict."""
+    if _records is not None:
+        _records.append({"spec": encode(spec), "observed": encode(observed)})
+        return
+    failures = [f for f in judge(spec, observed) if f is not None]
+    if failures:
+        raise AssertionError(failures[0].message)
+    print(spec["verdict"].format(**observed.get("verdict_fields", {})))
 
 
 def check_function(
@@ -159,6 +241,8 @@ def check_function(
     reference: Callable | None = None,
     rtol: float = 0.0,
     atol: float = 0.0,
+    points: float = 1,
+    partial: bool = False,
 ) -> None:
     """Check ``fn`` on every case and report the first disagreement.
 
@@ -171,51 +255,28 @@ def check_function(
     fn_name = getattr(fn, "__name__", "the function")
     if reference is not None:
         cases = [(args, _reference_result(reference, args)) for args in cases]
-    for args, expected in cases:
+    calls, expected, outcomes = [], [], []
+    for args, value in cases:
         pos, kw = _split_case(args)
-        call = _call_text(fn_name, pos, kw)
-        must_raise = _is_exception_type(expected)
-        try:
-            got = _quietly(name, fn, *pos, **kw)
-        except AssertionError:
-            raise
-        except Exception as err:
-            if must_raise and isinstance(err, expected):
-                continue
-            wanted = f"expected it to raise {expected.__name__}" if must_raise else f"expected {_short(expected)}"
-            raise _wrong(f"{name}: {call} raised {type(err).__name__}: {err}; {wanted}.", hint) from err
-        if must_raise:
-            raise _wrong(f"{name}: {call} returned {_short(got)}, expected it to raise {expected.__name__}.", hint)
-        if not _agree(got, expected, rtol, atol):
-            raise _wrong(f"{name}: {call} returned {_describe(got, expected)}, expected {_short(expected)}.", hint)
-    print(f"{name} passed: {fn_name} agrees on {len(cases)} case{'' if len(cases) == 1 else 's'}.")
+        calls.append(_call_text(fn_name, pos, kw))
+        expected.append(value)
+        outcomes.append(_observe_call(fn, pos, kw))
+    n = len(calls)
+    spec = dict(kind="function", name=name, hint=hint, calls=calls, expected=expected, rtol=rtol, atol=atol,
+                points=points, partial=partial, verdict=f"{name} passed: {{fn_name}} agrees on {n} case{'' if n == 1 else 's'}.")
+    _conclude(spec, {"outcomes": outcomes, "verdict_fields": {"fn_name": fn_name}})
 
 
-def _reference_result(reference: Callable, args: Any) -> Any:
-    pos, kw = _split_case(args)
-    try:
-        return reference(*pos, **kw)
-    except Exception as err:
-        return type(err)
-
-
-def _describe(got: Any, expected: Any) -> str:
-    """The wrong value, with its type when the types differ (4.0 for 4, a list for a tensor)."""
-    if type(got) is not type(expected) and not (_is_tensor(got) and _is_tensor(expected)):
-        return f"{_short(got)} (type {type(got).__name__}, expected type {type(expected).__name__})"
-    if (_is_tensor(got) or _is_array(got)) and tuple(got.shape) != tuple(expected.shape):
-        return f"shape {tuple(got.shape)} (not {tuple(expected.shape)})"
-    return _short(got)
-
-
-def check_value(name: str, got: Any, expected: Any, hint: str = "", *, rtol: float = 0.0, atol: float = 0.0) -> None:
+def check_value(name: str, got: Any, expected: Any, hint: str = "", *, rtol: float = 0.0, atol: float = 0.0,
+                points: float = 1, partial: bool = False) -> None:
     """Check one answer value (a number, a tuple, a string, ...). Prints ``"<name> passed."``."""
-    if not _agree(got, expected, rtol, atol):
-        raise _wrong(f"{name}: got {_describe(got, expected)}, which is not the expected answer.", hint)
-    print(f"{name} passed.")
+    spec = dict(kind="value", name=name, hint=hint, expected=expected, rtol=rtol, atol=atol, points=points,
+                partial=partial, verdict=f"{name} passed.")
+    _conclude(spec, {"got": got})
 
 
-def check_close(name: str, got: Any, expected: Any, *, atol: float = 1e-5, rtol: float = 1e-5, hint: str = "") -> None:
+def check_close(name: str, got: Any, expected: Any, *, atol: float = 1e-5, rtol: float = 1e-5, hint: str = "",
+                points: float = 1, partial: bool = False) -> None:
     """Check a tensor: same shape, then values within ``atol + rtol * |expected|``.
 
     Prints ``"<name> passed: shape (...) and values match."``.
@@ -223,23 +284,9 @@ def check_close(name: str, got: Any, expected: Any, *, atol: float = 1e-5, rtol:
     import torch  # only needed for tensor answers; keeps this module light to import
 
     expected = torch.as_tensor(expected).detach().cpu().double()
-    shape = tuple(expected.shape)
-    if not (_is_tensor(got) or _is_array(got)):
-        raise _wrong(f"{name}: got a {type(got).__name__}, expected a tensor of shape {shape}.", hint)
-    got = torch.as_tensor(got).detach().cpu().double()
-    if tuple(got.shape) != shape:
-        raise _wrong(f"{name}: got shape {tuple(got.shape)}, expected {shape}.", hint)
-    diff = (got - expected).abs()
-    bad = diff > atol + rtol * expected.abs()
-    if bad.any():
-        where = tuple(int(i) for i in bad.nonzero()[0])
-        raise _wrong(
-            f"{name}: {int(bad.sum())} of {bad.numel()} values differ; first at index {where}: "
-            f"got {got[where].item():.6g}, expected {expected[where].item():.6g} "
-            f"(largest difference {diff.max().item():.3g}, allowed {atol:g} + {rtol:g}*|expected|).",
-            hint,
-        )
-    print(f"{name} passed: shape {shape} and values match.")
+    spec = dict(kind="close", name=name, hint=hint, expected=expected, rtol=rtol, atol=atol, points=points,
+                partial=partial, verdict=f"{name} passed: shape {tuple(expected.shape)} and values match.")
+    _conclude(spec, {"got": got})
 
 
 def check_module(
@@ -253,6 +300,8 @@ def check_module(
     reference: Any = None,
     atol: float = 1e-5,
     seed: int = 0,
+    points: float = 1,
+    partial: bool = False,
 ) -> None:
     """Check an ``nn.Module``: parameter count, output shape, and agreement with a reference.
 
@@ -264,58 +313,39 @@ def check_module(
     """
     import torch  # only needed for module answers; keeps this module light to import
 
-    if not isinstance(module, torch.nn.Module):
-        raise _wrong(f"{name}: got a {type(module).__name__}, expected an nn.Module.", hint)
-    count = sum(p.numel() for p in module.parameters())
     if num_params is None and reference is not None:
         num_params = sum(p.numel() for p in reference.parameters())
-    if num_params is not None and count != num_params:
-        raise _wrong(f"{name}: the module has {count:,} parameters, expected {num_params:,}.", hint)
-    if input_shape is not None:
-        trial = copy.deepcopy(module)
-        if reference is not None:
-            _copy_state(name, reference, trial, hint)
-        x = torch.randn(*input_shape, generator=torch.Generator().manual_seed(seed))
-        got = _forward(name, trial, x)
-        expected = _forward(name, copy.deepcopy(reference), x) if reference is not None else None
-        for wanted in (output_shape, None if expected is None else expected.shape):
-            if wanted is not None and tuple(got.shape) != tuple(wanted):
-                shapes = f"input {tuple(input_shape)} gave output {tuple(got.shape)}, expected {tuple(wanted)}"
-                raise _wrong(f"{name}: {shapes}.", hint)
-        if expected is not None and not torch.allclose(got, expected, atol=atol, rtol=0.0):
-            raise _wrong(
-                f"{name}: with the reference's weights copied in, the output differs from the reference's "
-                f"(largest difference {(got - expected).abs().max().item():.3g}).",
-                hint,
-            )
-    print(f"{name} passed: {type(module).__name__} ({count:,} parameters) checked.")
+    x = None if input_shape is None else torch.randn(*input_shape, generator=torch.Generator().manual_seed(seed))
+    spec = dict(kind="module", name=name, hint=hint, num_params=num_params, input_shape=input_shape,
+                output_shape=output_shape, atol=atol, points=points, partial=partial,
+                shapes=None if reference is None else _state_shapes(reference),
+                output=None if reference is None or x is None else _forward(copy.deepcopy(reference), x).get("value"),
+                verdict=f"{name} passed: {{type_name}} ({{count:,}} parameters) checked.")
+    observed: dict[str, Any] = {"type_name": type(module).__name__}
+    if isinstance(module, torch.nn.Module):
+        observed.update(count=sum(p.numel() for p in module.parameters()), shapes=_state_shapes(module))
+        if x is not None and (reference is None or observed["shapes"] == spec["shapes"]):
+            trial = copy.deepcopy(module)
+            if reference is not None:
+                with torch.no_grad():
+                    for s, d in zip(reference.state_dict().values(), trial.state_dict().values()):
+                        d.copy_(s)
+            observed["output"] = _forward(trial, x)
+    observed["verdict_fields"] = {"type_name": observed["type_name"], "count": observed.get("count", 0)}
+    _conclude(spec, observed)
 
 
-def _forward(name: str, module: Any, x: Any) -> Any:
+def _state_shapes(module: Any) -> list[tuple[int, ...]]:
+    """Parameters and buffers by position (the learner's names may differ)."""
+    return [tuple(t.shape) for t in module.state_dict().values()]
+
+
+def _forward(module: Any, x: Any) -> dict:
     import torch
 
     module.eval()
     with torch.no_grad():
-        return _quietly(name, module, x)
-
-
-def _copy_state(name: str, source: Any, target: Any, hint: str) -> None:
-    """Copy parameters and buffers by position (the learner's names may differ)."""
-    import torch
-
-    src = list(source.state_dict().values())
-    dst = list(target.state_dict().values())
-    src_shapes = [tuple(t.shape) for t in src]
-    dst_shapes = [tuple(t.shape) for t in dst]
-    if src_shapes != dst_shapes:
-        raise _wrong(
-            f"{name}: the parameter and buffer shapes differ from the reference's, in order:\n"
-            f"  yours:     {dst_shapes}\n  reference: {src_shapes}",
-            hint,
-        )
-    with torch.no_grad():
-        for s, d in zip(src, dst):
-            d.copy_(s)
+        return _observe_call(module, (x,), {})
 
 
 def check_raises(
@@ -326,6 +356,8 @@ def check_raises(
     name: str = "This exercise",
     hint: str = "",
     match: str | None = None,
+    points: float = 1,
+    partial: bool = False,
 ) -> None:
     """Check that ``fn(*args)`` raises ``exc_type`` (whose message contains ``match``, if given).
 
@@ -333,257 +365,154 @@ def check_raises(
     """
     pos, kw = _split_case(args)
     call = _call_text(getattr(fn, "__name__", "the function"), pos, kw)
-    try:
-        got = _quietly(name, fn, *pos, **kw)
-    except AssertionError:
-        raise
-    except Exception as err:
-        raised = f"{name}: {call} raised {type(err).__name__}"
-        if not isinstance(err, exc_type):
-            raise _wrong(f"{raised}: {err}; expected {exc_type.__name__}.", hint) from err
-        if match is not None and match not in str(err):
-            raise _wrong(f"{raised}({str(err)!r}); its message should mention {match!r}.", hint)
-    else:
-        raise _wrong(f"{name}: {call} returned {_short(got)}; expected it to raise {exc_type.__name__}.", hint)
-    print(f"{name} passed: {call} raises {exc_type.__name__}.")
+    spec = dict(kind="raises", name=name, hint=hint, call=call, exc_type=exc_type, match=match, points=points,
+                partial=partial, verdict=f"{name} passed: {call} raises {exc_type.__name__}.")
+    _conclude(spec, {"outcome": _observe_call(fn, pos, kw)})
 
 
-# --------------------------------------------------------------------------- notebooks
+# --------------------------------------------------------------------------- judging
 
 
-@dataclass(frozen=True)
-class Exercise:
-    """One exercise of a solution notebook.
+class Failure:
+    """One wrong case: ``kind`` is ``not_done``, ``raised`` (the answer raised) or ``wrong``."""
 
-    ``solution_cell``/``check_cell`` index ``nb.cells``; ``solution_code``/``check_code`` count
-    code cells only, as nbval's test ids do (``notebook.ipynb::Cell N``).
+    def __init__(self, kind: str, message: str):
+        self.kind, self.message = kind, message
+
+    def __repr__(self) -> str:
+        return f"Failure({self.kind!r}, {self.message!r})"
+
+
+def _wrong(spec: dict, message: str, kind: str = "wrong") -> Failure:
+    """What was wrong, then the hint."""
+    return Failure(kind, f"{message}\nHint: {spec['hint']}" if spec.get("hint") else message)
+
+
+def not_done(name: str, message: str) -> Failure:
+    """The failure of an exercise whose ``NotImplementedError`` stub (``message``) is still there."""
+    if message.startswith(name + ":"):
+        message = message[len(name) + 1 :].strip()
+    message = message or DEFAULT_INSTRUCTIONS
+    return Failure("not_done", f"{name} is not done yet: {message} "
+                               "(replace the `raise NotImplementedError(...)` line with your code)")
+
+
+def judge(spec: dict, observed: dict) -> list[Failure | None]:
+    """One entry per case of the check: ``None`` where it passed, else its :class:`Failure`.
+
+    ``spec`` and ``observed`` are what a check built (or their :func:`decode`d records).
     """
-
-    label: str
-    instructions: str
-    solution_cell: int
-    check_cell: int
-    solution_code: int
-    check_code: int
+    return _JUDGES[spec["kind"]](spec, observed)
 
 
-def _regions(lines: list[str]) -> list[tuple[int, int]]:
-    """(begin, end) line indices of every solution region; ValueError if unbalanced."""
-    regions, begin = [], None
-    for i, line in enumerate(lines):
-        if _BEGIN_RE.match(line):
-            if begin is not None:
-                raise ValueError(f"line {i + 1}: {BEGIN} inside another solution region")
-            begin = i
-        elif _END_RE.match(line):
-            if begin is None:
-                raise ValueError(f"line {i + 1}: {END} without {BEGIN}")
-            regions.append((begin, i))
-            begin = None
-    if begin is not None:
-        raise ValueError(f"line {begin + 1}: {BEGIN} without {END}")
-    return regions
+def _judge_function(spec: dict, observed: dict) -> list[Failure | None]:
+    outcomes = list(observed.get("outcomes", []))
+    outcomes += [{"missing": True}] * (len(spec["calls"]) - len(outcomes))
+    return [_judge_call(spec, call, expected, outcome, "expected")
+            for call, expected, outcome in zip(spec["calls"], spec["expected"], outcomes)]
 
 
-def _instructions(lines: list[str], begin: int) -> str:
-    """The comment lines directly above ``begin`` (markers aside), joined into one sentence."""
-    text: list[str] = []
-    i = begin - 1
-    while i >= 0 and lines[i].strip().startswith("#") and not lines[i].strip().startswith("###"):
-        if "NBVAL_" not in lines[i]:
-            text.insert(0, lines[i].strip().lstrip("#").strip())
-        i -= 1
-    return " ".join(t for t in text if t)
+def _judge_call(spec: dict, call: str, expected: Any, outcome: dict, wanted_word: str) -> Failure | None:
+    name, rtol, atol = spec["name"], spec.get("rtol", 0.0), spec.get("atol", 0.0)
+    must_raise = _is_exception_type(expected)
+    wanted = f"expected it to raise {expected.__name__}" if must_raise else f"{wanted_word} {_short(expected)}"
+    if "not_done" in outcome:
+        return not_done(spec["name"], outcome["not_done"])
+    if "raised" in outcome:
+        raised = list(outcome["raised"])
+        if must_raise and expected.__name__ in raised:
+            return None
+        return _wrong(spec, f"{name}: {call} raised {raised[0]}: {outcome['message']}; {wanted}.", "raised")
+    if "value" not in outcome:
+        return _wrong(spec, f"{name}: {call} was not checked (the check did not run to its end).")
+    got = outcome["value"]
+    if must_raise:
+        return _wrong(spec, f"{name}: {call} returned {_short(got)}, expected it to raise {expected.__name__}.")
+    if not _agree(got, expected, rtol, atol):
+        return _wrong(spec, f"{name}: {call} returned {_describe(got, expected)}, expected {_short(expected)}.")
+    return None
 
 
-def has_solution(cell: Any) -> bool:
-    """Whether the cell holds a solution marker (so malformed regions get reported)."""
-    return any(_BEGIN_RE.match(line) or _END_RE.match(line) for line in cell.source.splitlines())
+def _judge_value(spec: dict, observed: dict) -> list[Failure | None]:
+    got = observed.get("got")
+    if not _agree(got, spec["expected"], spec["rtol"], spec["atol"]):
+        return [_wrong(spec, f"{spec['name']}: got {_describe(got, spec['expected'])}, which is not the expected answer.")]
+    return [None]
 
 
-def exercise_cells(nb: Any) -> list[Exercise]:
-    """The exercises of a solution notebook, in order; ValueError on a malformed one."""
-    exercises: list[Exercise] = []
-    code_index = {i: n for n, i in enumerate(i for i, c in enumerate(nb.cells) if c.cell_type == "code")}
-    for i, cell in enumerate(nb.cells):
-        if cell.cell_type != "code" or not has_solution(cell):
-            continue
-        lines = cell.source.splitlines()
-        try:
-            first_begin = _regions(lines)[0][0]
-        except ValueError as err:
-            raise ValueError(f"cell {i}: {err}") from None
-        check = next((j for j in range(i + 1, len(nb.cells)) if nb.cells[j].cell_type == "code"), None)
-        if check is None or has_solution(nb.cells[check]) or "check_" not in nb.cells[check].source:
-            raise ValueError(
-                f"cell {i}: an exercise must be followed by a check cell (the next code cell) "
-                "that calls a cnnlib.grading check_* helper"
-            )
-        instructions = _instructions(lines, first_begin)
-        match = _LABEL_RE.match(instructions)
-        label = match.group(1) if match else f"Exercise {len(exercises) + 1}"
-        exercises.append(Exercise(label, instructions, i, check, code_index[i], code_index[check]))
-    return exercises
+def _judge_close(spec: dict, observed: dict) -> list[Failure | None]:
+    import torch
+
+    name, expected, got = spec["name"], spec["expected"], observed.get("got")
+    shape = tuple(expected.shape)
+    if not (_is_tensor(got) or _is_array(got)):
+        got_type = got.type_name if isinstance(got, Opaque) else type(got).__name__
+        return [_wrong(spec, f"{name}: got a {got_type}, expected a tensor of shape {shape}.")]
+    got = torch.as_tensor(got).detach().cpu().double()
+    if tuple(got.shape) != shape:
+        return [_wrong(spec, f"{name}: got shape {tuple(got.shape)}, expected {shape}.")]
+    atol, rtol = spec["atol"], spec["rtol"]
+    diff = (got - expected).abs()
+    bad = ~(diff <= atol + rtol * expected.abs())  # NaN counts as different
+    if bad.any():
+        where = tuple(int(i) for i in bad.nonzero()[0])
+        return [_wrong(spec,
+            f"{name}: {int(bad.sum())} of {bad.numel()} values differ; first at index {where}: "
+            f"got {got[where].item():.6g}, expected {expected[where].item():.6g} "
+            f"(largest difference {diff.max().item():.3g}, allowed {atol:g} + {rtol:g}*|expected|).")]
+    return [None]
 
 
-def _replace_regions(source: str, replacement: Callable[[str], str]) -> str:
-    """Replace each solution region (markers included) by ``replacement(instructions)``,
-    indented like its ``### BEGIN SOLUTION`` line."""
-    lines = source.splitlines()
-    out: list[str] = []
-    start = 0
-    for begin, end in _regions(lines):
-        indent = _BEGIN_RE.match(lines[begin]).group("indent")
-        out += lines[start:begin] + [indent + replacement(_instructions(lines, begin))]
-        start = end + 1
-    return "\n".join(out + lines[start:])
+def _judge_module(spec: dict, observed: dict) -> list[Failure | None]:
+    import torch
+
+    name = spec["name"]
+    if "count" not in observed:
+        return [_wrong(spec, f"{name}: got a {observed.get('type_name')}, expected an nn.Module.")]
+    count, num_params = observed["count"], spec["num_params"]
+    if num_params is not None and count != num_params:
+        return [_wrong(spec, f"{name}: the module has {count:,} parameters, expected {num_params:,}.")]
+    if spec["shapes"] is not None and [tuple(s) for s in observed["shapes"]] != [tuple(s) for s in spec["shapes"]]:
+        return [_wrong(spec, f"{name}: the parameter and buffer shapes differ from the reference's, in order:\n"
+                             f"  yours:     {[tuple(s) for s in observed['shapes']]}\n"
+                             f"  reference: {[tuple(s) for s in spec['shapes']]}")]
+    if spec["input_shape"] is None:
+        return [None]
+    outcome = observed.get("output", {"missing": True})
+    if "not_done" in outcome:
+        return [not_done(spec["name"], outcome["not_done"])]
+    if "raised" in outcome:
+        return [_wrong(spec, f"{name}: the forward pass raised {outcome['raised'][0]}: {outcome['message']}.", "raised")]
+    got, expected = outcome.get("value"), spec["output"]
+    if not _is_tensor(got):
+        return [_wrong(spec, f"{name}: the forward pass returned {_short(got)}, expected a tensor.")]
+    for wanted in (spec["output_shape"], None if expected is None else expected.shape):
+        if wanted is not None and tuple(got.shape) != tuple(wanted):
+            shapes = f"input {tuple(spec['input_shape'])} gave output {tuple(got.shape)}, expected {tuple(wanted)}"
+            return [_wrong(spec, f"{name}: {shapes}.")]
+    if expected is not None and not torch.allclose(got.double(), expected.double(), atol=spec["atol"], rtol=0.0):
+        return [_wrong(spec,
+            f"{name}: with the reference's weights copied in, the output differs from the reference's "
+            f"(largest difference {(got.double() - expected.double()).abs().max().item():.3g}).")]
+    return [None]
 
 
-def _raise_line(label: str, instructions: str) -> str:
-    """``raise NotImplementedError("Exercise N: <instructions>")`` as one line of code."""
-    text = instructions or DEFAULT_INSTRUCTIONS
-    if not _LABEL_RE.match(text):
-        text = f"{label}: {text}"
-    literal = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return f"raise NotImplementedError({literal})"
+def _judge_raises(spec: dict, observed: dict) -> list[Failure | None]:
+    name, call, exc_name = spec["name"], spec["call"], spec["exc_type"].__name__
+    outcome = observed.get("outcome", {})
+    if "not_done" in outcome:
+        return [not_done(spec["name"], outcome["not_done"])]
+    if "raised" in outcome:
+        raised = f"{name}: {call} raised {outcome['raised'][0]}"
+        if exc_name not in outcome["raised"]:
+            return [_wrong(spec, f"{raised}: {outcome['message']}; expected {exc_name}.")]
+        if spec["match"] is not None and spec["match"] not in outcome["message"]:
+            return [_wrong(spec, f"{raised}({outcome['message']!r}); its message should mention {spec['match']!r}.")]
+        return [None]
+    if "value" not in outcome:
+        return [_wrong(spec, f"{name}: {call} was not checked (the check did not run to its end).")]
+    return [_wrong(spec, f"{name}: {call} returned {_short(outcome['value'])}; expected it to raise {exc_name}.")]
 
 
-def _assert_parses(source: str, where: str) -> None:
-    from IPython.core.inputtransformer2 import TransformerManager
-
-    try:
-        compile(TransformerManager().transform_cell(source), where, "exec")
-    except SyntaxError as err:
-        raise ValueError(f"{where}: the learner version does not parse: {err}") from None
-
-
-def learner_notebook(nb: Any) -> tuple[Any, list[Exercise]]:
-    """The learner version of a solution notebook (a new object) and its exercises.
-
-    Solution regions become ``raise NotImplementedError("Exercise N: <instructions>")`` at
-    the same indentation; the exercise cells lose their outputs and execution counts (nbval
-    then only runs them); check cells and all other cells keep their stored outputs.
-    Written answers in markdown cells become ``YOUR ANSWER HERE``.
-    """
-    exercises = exercise_cells(nb)
-    learner = nbformat.from_dict(nb)
-    for ex in exercises:
-        cell = learner.cells[ex.solution_cell]
-        cell.source = _replace_regions(cell.source, lambda text, label=ex.label: _raise_line(label, text))
-        _assert_parses(cell.source, f"{ex.label} (cell {ex.solution_cell})")
-        cell.outputs = []
-        cell.execution_count = None
-    for cell in learner.cells:
-        if cell.cell_type == "markdown" and has_solution(cell):
-            cell.source = _replace_regions(cell.source, lambda text: ANSWER_PLACEHOLDER)
-    return learner, exercises
-
-
-def student_notebook(src: str | os.PathLike, dst: str | os.PathLike) -> list[Exercise]:
-    """Write the learner version of the notebook ``src`` to ``dst``; return its exercises."""
-    try:
-        learner, exercises = learner_notebook(nbformat.read(src, as_version=4))
-    except ValueError as err:
-        raise ValueError(f"{src}: {err}") from None
-    Path(dst).parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(learner, dst)
-    return exercises
-
-
-def student_notebooks(src_dir: str | os.PathLike, dst_dir: str | os.PathLike) -> dict[Path, list[Exercise]]:
-    """Write the learner version of every ``*.ipynb`` in ``src_dir`` into ``dst_dir``."""
-    written = {}
-    for src in sorted(Path(src_dir).glob("*.ipynb")):
-        dst = Path(dst_dir) / src.name
-        written[dst] = student_notebook(src, dst)
-    return written
-
-
-# --------------------------------------------------------------------------- running nbval
-
-
-@dataclass(frozen=True)
-class CellResult:
-    """nbval's verdict on one code cell: outcome is passed, failed, error or skipped."""
-
-    outcome: str
-    message: str = ""
-
-
-def run_nbval(
-    path: str | os.PathLike,
-    *,
-    sanitize_with: str | os.PathLike | None = None,
-    env: dict[str, str] | None = None,
-    cell_timeout: int = 600,
-    extra_args: Sequence[str] = (),
-) -> dict[int, CellResult]:
-    """Run ``pytest --nbval --nbval-current-env`` on one notebook in a subprocess.
-
-    Returns ``{code cell index: CellResult}`` read from pytest's junit XML (nbval names its
-    items ``Cell N``, N counting code cells only). ``sanitize_with`` defaults to the
-    repository's ``tests/nbval_sanitize.cfg``; ``env`` is added to ``os.environ``, and the
-    kernel imports this very ``cnnlib``. The run uses an empty pytest configuration, so the
-    project's own options and conftest stay out.
-    """
-    path = Path(path).resolve()
-    if sanitize_with is None and SANITIZE_FILE.exists():
-        sanitize_with = SANITIZE_FILE
-    with tempfile.TemporaryDirectory() as tmp:
-        junit, ini = Path(tmp) / "junit.xml", Path(tmp) / "pytest.ini"
-        ini.write_text("[pytest]\n")
-        sanitize = ["--nbval-sanitize-with", str(sanitize_with)] if sanitize_with is not None else []
-        cmd = [
-            sys.executable, "-m", "pytest", "-c", str(ini), f"--rootdir={path.parent}", "-p", "no:cacheprovider",
-            "--nbval", "--nbval-current-env", *sanitize, f"--nbval-cell-timeout={cell_timeout}",
-            f"--junitxml={junit}", "-q", *extra_args, str(path),
-        ]
-        pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-        proc = subprocess.run(
-            cmd, cwd=path.parent, env={**os.environ, "PYTHONPATH": pythonpath, **(env or {})},
-            capture_output=True, text=True,
-        )
-        if not junit.exists():
-            raise RuntimeError(f"pytest did not run ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-        return _parse_junit(junit.read_text())
-
-
-def _parse_junit(xml: str) -> dict[int, CellResult]:
-    results: dict[int, CellResult] = {}
-    for case in ET.fromstring(xml).iter("testcase"):
-        match = re.fullmatch(r"Cell (\d+)", case.get("name", ""))
-        if not match:
-            continue
-        outcome, message = "passed", ""
-        for tag in ("failure", "error", "skipped"):
-            node = case.find(tag)
-            if node is not None:
-                outcome = {"failure": "failed"}.get(tag, tag)
-                message = _ANSI_RE.sub("", f"{node.get('message', '')}\n{node.text or ''}")
-                break
-        index = int(match.group(1))
-        if index in results and results[index].outcome != "passed":
-            continue  # a teardown error reported after a failure: keep the failure
-        results[index] = CellResult(outcome, message)
-    return results
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cnnlib.grading", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    student = commands.add_parser("student", help="write learner versions of solution notebooks")
-    student.add_argument("src", help="a solution notebook or a folder of them (e.g. notebooks/)")
-    student.add_argument("dst", help="output folder (e.g. exercises/)")
-    args = parser.parse_args(argv)
-    src, dst = Path(args.src), Path(args.dst)
-    written = student_notebooks(src, dst) if src.is_dir() else {dst / src.name: student_notebook(src, dst / src.name)}
-    for path, exercises in written.items():
-        print(f"{path}: {len(exercises)} exercise{'s' if len(exercises) != 1 else ''}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+_JUDGES = {"function": _judge_function, "value": _judge_value, "close": _judge_close,
+           "module": _judge_module, "raises": _judge_raises}

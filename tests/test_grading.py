@@ -1,38 +1,18 @@
-"""The check helpers, the learner-notebook generator, and the grading mechanism under nbval.
+"""The check helpers: verdicts, failure messages and hints, and the observe/judge halves
+that the grader runs in different processes (records carried as JSON)."""
 
-The mechanism tests run ``pytest --nbval`` in a subprocess on ``tests/fixtures/
-grading_solution.ipynb`` (committed executed; after editing it, re-execute it with
-``jupyter nbconvert --to notebook --execute --inplace tests/fixtures/grading_solution.ipynb``).
-``test_course_notebook_learner_version`` does the same for every course notebook with
-exercises; it runs each notebook once under the smoke profile, so it is marked ``slow``.
-"""
-
-import os
+import json
 import re
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
-import nbformat
 import pytest
 import torch
 from torch import nn
 
-from cnnlib.grading import (
-    check_close,
-    check_function,
-    check_module,
-    check_raises,
-    check_value,
-    exercise_cells,
-    learner_notebook,
-    run_nbval,
-    student_notebook,
-)
-
-REPO = Path(__file__).resolve().parent.parent
-FIXTURE = REPO / "tests" / "fixtures" / "grading_solution.ipynb"
+from cnnlib import grading
+from cnnlib.grading import check_close, check_function, check_module, check_raises, check_value, decode, encode, judge
 
 
 def out_size(n, k, s=1, p=0):
@@ -189,180 +169,87 @@ def test_check_raises(capsys):
         check_raises(picky, 0, ValueError, name="Exercise 9", match="negative")
 
 
-# --------------------------------------------------------------------------- the generator
+# --------------------------------------------------------------------------- records, for the grader
 
 
-def notebook(*cells):
-    """A solution notebook from ("code"|"markdown", source) pairs; code cells look executed."""
-    nb = nbformat.v4.new_notebook()
-    for count, (kind, source) in enumerate(cells, start=1):
-        if kind == "code":
-            nb.cells.append(nbformat.v4.new_code_cell(source, execution_count=count, outputs=[
-                nbformat.v4.new_output("stream", name="stdout", text=f"output {count}\n")]))
-        else:
-            nb.cells.append(nbformat.v4.new_markdown_cell(source))
-    return nb
+def recorded(check, *args, **kwargs):
+    """The records a check leaves in recording mode, carried through JSON and decoded."""
+    records = grading.start_recording()
+    try:
+        check(*args, **kwargs)
+    finally:
+        grading._records = None
+    return [{key: decode(value) for key, value in json.loads(json.dumps(r)).items()} for r in records]
 
 
-def test_learner_notebook_replaces_regions_and_keeps_the_rest():
-    solution = notebook(
-        ("code", "import math"),
-        ("markdown", "Why?\n### BEGIN SOLUTION\nBecause.\n### END SOLUTION"),
-        ("code", "def f(x):\n    y = x + 1\n    # square it, then\n    # add one\n    ### BEGIN SOLUTION\n"
-                 "    return y * y + 1\n    ### END SOLUTION"),
-        ("code", 'check_function(f, [(1, 5)], name="Exercise 1")'),
-        ("code", '# Exercise 7: the answer "42"\n### BEGIN SOLUTION\nanswer = 42\n### END SOLUTION\n'
-                 "g = 1\n\n### BEGIN SOLUTION\nmore = 1\n### END SOLUTION"),
-        ("code", 'check_value("Exercise 7", answer, 42)'),
-        ("code", "print('after')"),
-    )
-    learner, exercises = learner_notebook(solution)
-    assert [(e.label, e.solution_cell, e.check_cell, e.solution_code, e.check_code) for e in exercises] == [
-        ("Exercise 1", 2, 3, 1, 2), ("Exercise 7", 4, 5, 3, 4)]
-    assert learner.cells[2].source == (
-        "def f(x):\n    y = x + 1\n    # square it, then\n    # add one\n"
-        '    raise NotImplementedError("Exercise 1: square it, then add one")'
-    )
-    assert learner.cells[4].source == (
-        '# Exercise 7: the answer "42"\nraise NotImplementedError("Exercise 7: the answer \\"42\\"")\n'
-        'g = 1\n\nraise NotImplementedError("Exercise 7: write your code here.")'
-    )
-    assert learner.cells[1].source == "Why?\nYOUR ANSWER HERE"
-    for i in (2, 4):  # exercise cells: only run by nbval, never compared
-        assert learner.cells[i].outputs == [] and learner.cells[i].execution_count is None
-    for i in (0, 3, 5, 6):  # check cells and the others: exactly as stored
-        assert learner.cells[i] == solution.cells[i]
-    assert "BEGIN SOLUTION" in solution.cells[2].source  # the solution is left untouched
+def double(n):
+    return 2 * n
 
 
-@pytest.mark.parametrize("cells, problem", [
-    ([("code", "### BEGIN SOLUTION\nx = 1")], "without ### END SOLUTION"),
-    ([("code", "x = 1\n### END SOLUTION")], "without ### BEGIN SOLUTION"),
-    ([("code", "### BEGIN SOLUTION\nx = 1\n### END SOLUTION")], "followed by a check cell"),
-    ([("code", "### BEGIN SOLUTION\nx = 1\n### END SOLUTION"), ("code", "print(x)")], "followed by a check cell"),
+@pytest.mark.parametrize("value", [
+    None, True, 3, -2.5, float("inf"), "text", [1, (2, 3.0)], (1, [2]), {"a": (1, 2), 3: None},
+    torch.arange(6).view(2, 3), torch.tensor([[0.1, float("nan")]], dtype=torch.float64), torch.tensor(True),
 ])
-def test_malformed_exercises_are_refused(cells, problem):
-    with pytest.raises(ValueError, match=problem):
-        exercise_cells(notebook(*cells))
+def test_values_survive_the_journey_through_json(value):
+    back = decode(json.loads(json.dumps(encode(value))))
+    assert type(back) is type(value)
+    if isinstance(value, torch.Tensor):
+        assert back.dtype == value.dtype and torch.equal(back.nan_to_num(7), value.nan_to_num(7))
+    else:
+        assert back == value
 
 
-def test_learner_code_must_parse():
-    solution = notebook(("code", "if True:\n### BEGIN SOLUTION\n    x = 1\n### END SOLUTION"),
-                        ("code", 'check_value("Exercise 1", x, 1)'))
-    with pytest.raises(ValueError, match="does not parse"):
-        learner_notebook(solution)
+def test_unknown_objects_and_exception_classes_are_carried_by_name():
+    opaque = decode(json.loads(json.dumps(encode(object()))))
+    assert not grading._agree(opaque, opaque, 0, 0) and "object" in repr(opaque)
+    exc = decode(json.loads(json.dumps(encode(KeyError))))
+    assert exc.__name__ == "KeyError" and exc.names == ["KeyError", "LookupError", "Exception", "BaseException", "object"]
 
 
-def test_command_line_writes_every_notebook(tmp_path):
-    src, dst = tmp_path / "notebooks", tmp_path / "exercises"
-    src.mkdir()
-    nbformat.write(nbformat.read(FIXTURE, as_version=4), src / "01_fixture.ipynb")
-    nbformat.write(notebook(("code", "print(1)")), src / "02_plain.ipynb")
-    done = subprocess.run([sys.executable, "-m", "cnnlib.grading", "student", str(src), str(dst)],
-                          capture_output=True, text=True, check=True)
-    assert done.stdout.splitlines() == [f"{dst / '01_fixture.ipynb'}: 2 exercises",
-                                        f"{dst / '02_plain.ipynb'}: 0 exercises"]
-    assert "NotImplementedError" in (dst / "01_fixture.ipynb").read_text()
-    assert nbformat.read(dst / "02_plain.ipynb", as_version=4) == nbformat.read(src / "02_plain.ipynb", as_version=4)
+@pytest.mark.parametrize("check, args, kwargs", [
+    (check_function, (double, [(1, 2), (2, 5), (3, ValueError)]), {"name": "Exercise 1", "hint": "twice"}),
+    (check_function, (double, [1, 2]), {"reference": lambda n: n + n, "name": "Exercise 1"}),
+    (check_value, ("Exercise 2", 144, 4608), {"hint": "in x out"}),
+    (check_close, ("Exercise 3", torch.ones(2, 2), torch.ones(2, 2) * 1.5), {}),
+    (check_module, (nn.Linear(4, 3),), {"name": "Exercise 4", "reference": nn.Linear(4, 2), "input_shape": (1, 4)}),
+    (check_raises, (double, (1,), ValueError), {"name": "Exercise 5"}),
+])
+def test_judging_records_gives_the_self_checks_verdict(check, args, kwargs):
+    """The grader's verdict (judge on records carried as JSON) is the learner's own, message for message."""
+    try:
+        check(*args, **kwargs)
+        own = None
+    except AssertionError as err:
+        own = str(err)
+    (record,) = recorded(check, *args, **kwargs)
+    failures = [f for f in judge(record["spec"], record["observed"]) if f is not None]
+    assert (failures[0].message if failures else None) == own
 
 
-# --------------------------------------------------------------------------- the mechanism under nbval
+def test_a_record_judged_against_another_runs_spec():
+    """The learner's observations judged against the spec of the solution's run: what the
+    learner's run computed as expected does not count."""
+    (solution,) = recorded(check_function, double, [1, 2, 3], reference=double, name="Exercise 1")
+    (learner,) = recorded(check_function, lambda n: n, [1, 2, 3], reference=lambda n: n, name="Exercise 1")
+    assert [f for f in judge(learner["spec"], learner["observed"]) if f] == []  # fooled by its own reference
+    verdicts = judge(solution["spec"], learner["observed"])
+    assert [f.message if f else None for f in verdicts] == [  # the calls as the solution's run wrote them
+        "Exercise 1: double(1) returned 1, expected 2.", "Exercise 1: double(2) returned 2, expected 4.",
+        "Exercise 1: double(3) returned 3, expected 6."]
 
 
-def assert_fails_exactly_at_exercises(exercises, results, n_code_cells):
-    """The untouched learner notebook fails at its exercises, at each of them, and nowhere else."""
-    assert sorted(results) == list(range(n_code_cells)), "nbval did not report every code cell"
-    exercise_code_cells = {i for e in exercises for i in (e.solution_code, e.check_code)}
-    failed = {i for i, r in results.items() if r.outcome in ("failed", "error")}
-    assert failed <= exercise_code_cells, {i: results[i].message[-800:] for i in failed - exercise_code_cells}
-    for e in exercises:
-        assert {e.solution_code, e.check_code} & failed, f"{e.label} does not fail in the learner notebook"
+def test_not_done_and_raised_are_told_apart():
+    def todo(n):
+        raise NotImplementedError("Exercise 1: double it.")
+
+    (record,) = recorded(check_function, todo, [(1, 2)], name="Exercise 1")
+    (failure,) = judge(record["spec"], record["observed"])
+    assert failure.kind == "not_done" and failure.message.startswith("Exercise 1 is not done yet: double it.")
+    (record,) = recorded(check_function, lambda n: {}[n], [(1, 2)], name="Exercise 1")
+    assert judge(record["spec"], record["observed"])[0].kind == "raised"
 
 
-def fill_in(learner, answers):
-    """Replace each exercise's `raise NotImplementedError("<label>: ...")` line by the answer's lines."""
-    filled = nbformat.from_dict(learner)
-    for label, code in answers.items():
-        pattern = re.compile(rf'^([ \t]*)raise NotImplementedError\("{label}:.*$', re.MULTILINE)
-        cell = next(c for c in filled.cells if c.cell_type == "code" and pattern.search(c.source))
-        cell.source = pattern.sub(lambda m: "\n".join(m.group(1) + line for line in code.splitlines()), cell.source)
-    return filled
-
-
-@pytest.fixture(scope="module")
-def fixture_learner(tmp_path_factory):
-    path = tmp_path_factory.mktemp("learner") / "grading_learner.ipynb"
-    exercises = student_notebook(FIXTURE, path)
-    return path, exercises
-
-
-def test_solution_notebook_passes_nbval():
-    results = run_nbval(FIXTURE)
-    assert len(results) == 10
-    assert {i: r.outcome for i, r in results.items() if r.outcome != "passed"} == {}
-
-
-def test_untouched_learner_notebook_fails_exactly_at_its_exercises(fixture_learner):
-    path, exercises = fixture_learner
-    results = run_nbval(path)
-    assert_fails_exactly_at_exercises(exercises, results, 10)
-    failed = {i for i, r in results.items() if r.outcome == "failed"}
-    assert failed == {5, 7, 8}  # Exercise 1's check; Exercise 2's cell and check
-    assert "Exercise 1 is not done yet: return the output size of a convolution" in results[5].message
-    assert "NotImplementedError: Exercise 2: how many weights" in results[7].message
-
-
-WRONG = {"Exercise 1": "return (n - k) // s + 1", "Exercise 2": "weights = 3 * 3 * 16"}
-RIGHT = {"Exercise 1": "return (n + 2 * p - k) // s + 1", "Exercise 2": "weights = 16 * 32 * 9"}
-
-
-@pytest.mark.parametrize("answers, failures", [
-    (RIGHT, {}),
-    (WRONG, {5: "Exercise 1: out_size(8, 3, 2, 1) returned 3, expected 4.\nHint: o = floor((n + 2p - k) / s) + 1",
-             8: "Exercise 2: got 144, which is not the expected answer.\nHint: kernel height x kernel width"}),
-], ids=["right", "wrong"])
-def test_filled_in_learner_notebook_is_graded_by_its_checks(fixture_learner, tmp_path, answers, failures):
-    path, _ = fixture_learner
-    filled = tmp_path / "filled.ipynb"
-    nbformat.write(fill_in(nbformat.read(path, as_version=4), answers), filled)
-    results = run_nbval(filled)
-    assert {i for i, r in results.items() if r.outcome != "passed"} == set(failures)
-    for i, text in failures.items():
-        assert text in results[i].message
-
-
-# --------------------------------------------------------------------------- the course notebooks
-
-
-def course_notebooks_with_exercises():
-    return [pytest.param(p, id=p.name) for p in sorted((REPO / "notebooks").glob("0*.ipynb"))
-            if "### BEGIN SOLUTION" in p.read_text()]
-
-
-@pytest.mark.parametrize("solution", course_notebooks_with_exercises())
-def test_course_notebook_exercises_are_well_formed(solution, tmp_path):
-    """Each exercise has a check cell whose stored output is its verdict; the learner version parses."""
-    nb = nbformat.read(solution, as_version=4)
-    exercises = student_notebook(solution, tmp_path / solution.name)
-    assert exercises
-    for e in exercises:
-        outputs = nb.cells[e.check_cell].outputs
-        assert not any(o.output_type == "error" for o in outputs), f"{e.label}: the stored check failed"
-        verdict = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
-        assert " passed" in verdict, f"{e.label}: the check cell has no stored verdict; execute the notebook"
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("solution", course_notebooks_with_exercises())
-def test_course_notebook_learner_version(solution, tmp_path):
-    """Each lesson's learner version, untouched, fails at exactly its exercises under nbval.
-
-    The solution notebooks themselves are run by the main nbval job
-    (``pytest --nbval notebooks/ ...``); the learner version filled with the solutions is the
-    solution notebook, so this one run completes the mechanism for every lesson.
-    """
-    learner = tmp_path / solution.name
-    exercises = student_notebook(solution, learner)
-    n_code_cells = sum(c.cell_type == "code" for c in nbformat.read(solution, as_version=4).cells)
-    results = run_nbval(learner, env={"CNNLIB_PROFILE": os.environ.get("CNNLIB_PROFILE", "smoke")})
-    assert_fails_exactly_at_exercises(exercises, results, n_code_cells)
+def test_the_checks_import_without_nbformat():
+    code = "import sys; import cnnlib.grading; print('nbformat' in sys.modules, 'torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False"]

@@ -1,0 +1,137 @@
+"""Hidden cases: checks the grader runs after each exercise's own check, which the learner
+versions do not contain, so that an answer fitted to the visible cases does not pass.
+
+``HIDDEN_CASES[lesson stem][exercise label]`` is code run right after the lesson's check
+cell, in the lesson's namespace, with the ``cnnlib.grading`` checks (recording, see
+:mod:`cnnlib.grade`). The grader seeds torch, numpy and ``random`` before each check, so
+random inputs are the same in the solution's run and the learner's. Names meant to stay
+local start with ``_hidden``. A lesson or exercise without an entry is graded on its
+visible checks alone; the grader refuses a lesson whose solution fails its hidden cases.
+"""
+
+HIDDEN_CASES = {
+    "00_start_here": {
+        "Exercise 1": (
+            "check_function(conv_params, [(2, 3, 5), (7, 1, 1, False), (3, 8, 7, False), (128, 256, 3)],\n"
+            "               reference=torch_conv_params, name='Exercise 1')"
+        ),
+        "Exercise 2": (
+            "_hidden_images = fashion.data[-5:]\n"
+            "check_close('Exercise 2', normalise(_hidden_images, 0.5, 0.25),\n"
+            "            ((_hidden_images.float() / 255 - 0.5) / 0.25).unsqueeze(1))"
+        ),
+        "Exercise 3": (
+            "check_function(batches_per_epoch, [(1, 1), (7, 8), (7, 8, True), (100, 10, True), (101, 10, True),\n"
+            "                                   (999, 1000, True), (1001, 1000)],\n"
+            "               reference=loader_batches, name='Exercise 3')"
+        ),
+    },
+    "01_convolution_arithmetic": {
+        "Exercise 1": (
+            "check_function(out_size, [(227, 11, 4), (224, 11, 4, 2), (100, 7, 3, 3, 2), (5, 7), (31, 3, 2, 0, 4),\n"
+            "                          (64, 3, 2, 1, 3), (10, 4, 1, 0, 3)],\n"
+            "               reference=conv_out_size, name='Exercise 1')"
+        ),
+        "Exercise 2": (
+            "_hidden_gen = torch.Generator().manual_seed(1)\n"
+            "check_function(conv2d_loops, [(torch.randn(2, 6, 7, generator=_hidden_gen),\n"
+            "                               torch.randn(3, 2, 2, 2, generator=_hidden_gen),\n"
+            "                               torch.randn(3, generator=_hidden_gen), 2, 1)],\n"
+            "               reference=torch_conv2d, atol=1e-5, name='Exercise 2')"
+        ),
+        "Exercise 3": (
+            "check_function(receptive_field_of, [[], [(5, 1)], [(5, 2), (5, 2)], [(7, 2), (3, 2), (3, 2), (3, 2), (3, 2)],\n"
+            "                                    [(1, 1), (3, 3), (2, 1)]],\n"
+            "               reference=receptive_field, name='Exercise 3')"
+        ),
+    },
+    "02_alexnet": {
+        "Exercise 1": (
+            "_hidden_x = torch.randn(1, 4, 2, 5, generator=torch.Generator().manual_seed(7))\n"
+            "check_close('Exercise 1', torch.cat([lrn(_hidden_x, size=1, alpha=0.5, beta=1.0, k=0.5), lrn(_hidden_x, size=7)]),\n"
+            "            torch.cat([nn.LocalResponseNorm(1, alpha=0.5, beta=1.0, k=0.5)(_hidden_x),\n"
+            "                       nn.LocalResponseNorm(7, alpha=7e-4, beta=0.75, k=2.0)(_hidden_x)]))"
+        ),
+        "Exercise 2": (
+            "check_function(count_parameters, [([('conv', 4, 8, 3, 2), ('linear', 10, 2)],\n"
+            "                                   count(nn.Sequential(nn.Conv2d(4, 8, 3, groups=2), nn.Linear(10, 2)))),\n"
+            "                                  ([('conv', 6, 6, 5, 6)], count(nn.Conv2d(6, 6, 5, groups=6))), ([], 0)],\n"
+            "               name='Exercise 2')"
+        ),
+        "Exercise 3": (
+            "check_function(feature_side, [500, 63, 68, 1000], name='Exercise 3',\n"
+            "               reference=lambda n: sequential_out_size(layouts['paper'].features, n))"
+        ),
+    },
+    "03_inception": {
+        "Exercise 1": (
+            "_hidden_gen = torch.Generator().manual_seed(3)\n"
+            "_hidden_x, _hidden_w, _hidden_b = (torch.randn(1, 3, 2, 5, generator=_hidden_gen),\n"
+            "                                   torch.randn(4, 3, 1, 1, generator=_hidden_gen), torch.randn(4, generator=_hidden_gen))\n"
+            "check_close('Exercise 1', conv1x1(_hidden_x, _hidden_w, _hidden_b), F.conv2d(_hidden_x, _hidden_w, _hidden_b))"
+        ),
+        "Exercise 2": (
+            "check_function(bottleneck_macs, [(1, 1, 1, 1, 1, 1), (5, 3, 10, 4, 6, 3), (56, 56, 64, 64, 256, 1)],\n"
+            "               reference=counted_macs, name='Exercise 2')"
+        ),
+        "Exercise 3": (
+            "check_module(MyInception(), name='Exercise 3', reference=Inception(64, 16, 16, 24, 8, 16, 8),\n"
+            "             input_shape=(1, 64, 7, 5), output_shape=(1, 64, 7, 5), seed=1)"
+        ),
+        "Exercise 4": (
+            "check_function(inception_params, [(3, 1, 1, 1, 1, 1, 1), (64, 8, 4, 8, 2, 4, 4, 7)],\n"
+            "               reference=lambda *channels: count(Inception(*channels)), name='Exercise 4')"
+        ),
+    },
+    "04_residual_blocks": {
+        "Exercise 1": (
+            "seed_everything(1)\n"
+            "_hidden_reference = BasicBlock(16, 16)\n"
+            "with torch.no_grad():\n"
+            "    for _hidden_m in _hidden_reference.modules():\n"
+            "        if isinstance(_hidden_m, nn.BatchNorm2d):\n"
+            "            _hidden_m.running_mean.uniform_(-0.5, 0.5), _hidden_m.running_var.uniform_(0.5, 2)\n"
+            "            _hidden_m.weight.uniform_(0.5, 1.5), _hidden_m.bias.uniform_(-0.5, 0.5)\n"
+            "check_module(MyBasicBlock(16, 16), reference=_hidden_reference, input_shape=(2, 16, 5, 5), name='Exercise 1')"
+        ),
+        "Exercise 2": (
+            "check_function(bottleneck_params, [(64, 16, False), (32, 8, True), (3, 1, True)],\n"
+            "               reference=measured_bottleneck_params, name='Exercise 2')"
+        ),
+        "Exercise 3": (
+            "check_function(shortcut_kind, [((32, 32, 1, 'A'), 'identity'), ((32, 32, 2, 'B'), 'projection'),\n"
+            "                               ((32, 64, 1, 'A'), 'zero_pad'), ((8, 8, 1, 'C'), 'projection'),\n"
+            "                               ((16, 32, 2, 'C'), 'projection')], name='Exercise 3')"
+        ),
+    },
+    "05_resnets": {
+        "Exercise 1": (
+            "check_function(depth_of, [(((1, 1, 1, 1), True), 14), (((2, 3, 4, 5), False), 30), (((0, 0, 0, 0), True), 2)],\n"
+            "               name='Exercise 1')"
+        ),
+        "Exercise 2": (
+            "check_function(stage_shapes, [(18, 64), (50, 96), (34, 33), (152, 17)],\n"
+            "               reference=measured_stage_shapes, name='Exercise 2')"
+        ),
+    },
+    "06_bag_of_tricks": {
+        "Exercise 1": (
+            "check_function(smoothed, [(torch.tensor([0, 1, 2, 3]), 4, 0.5), (torch.tensor([6]), 7, 1.0)],\n"
+            "               reference=lambda y, k, eps: tricks.smooth_targets(y, k, eps), atol=1e-6, name='Exercise 1')"
+        ),
+        "Exercise 2": (
+            "check_function(lr_at, [(0, 1.0, 1, 10), (1, 1.0, 1, 10), (9, 0.5, 3, 10), (2, 0.3, 3, 10)],\n"
+            "               reference=lambda step, lr, m, n: lr * tricks.warmup_cosine_factor(step, m, n), atol=1e-12,\n"
+            "               name='Exercise 2')"
+        ),
+        "Exercise 3": (
+            "check_function(large_batch_recipe, [((128, 1000), (0.05, 40)), ((512, 50_000, 3), (0.2, 294)),\n"
+            "                                    ((100, 100, 0), (0.0390625, 0))], atol=1e-12, name='Exercise 3')"
+        ),
+        "Exercise 4": (
+            "check_function(no_decay_names, [nn.Sequential(nn.Linear(3, 4, bias=False), nn.BatchNorm1d(4), nn.Linear(4, 1)),\n"
+            "                                nn.Conv2d(2, 2, 1)],\n"
+            "               reference=reference_names, name='Exercise 4')"
+        ),
+    },
+}
