@@ -12,8 +12,8 @@ NBVAL       := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_san
 # A second numeric configuration of the same machine: the oldest CPU kernels (no AVX), the
 # oldest oneDNN ISA and one thread. Compared notebook outputs must not change under it.
 PORTABLE    := ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-# The full profile's code path in a dry run: every loader pass and every fit capped at 2 steps.
-DRY_RUN     := CNNLIB_PROFILE=full CNNLIB_DRY_RUN=2
+# The full profile's code path in a dry run: one batch per loader pass, one epoch per budget.
+DRY_RUN     := CNNLIB_PROFILE=full CNNLIB_DRY_RUN=1
 # $(call timed,WHAT,COMMAND): run COMMAND and say how long it took.
 timed        = start=$$(date +%s); $(2); rc=$$?; echo "[make test] $(1): $$(( $$(date +%s) - start )) s"; exit $$rc
 

@@ -228,11 +228,9 @@ class DeviceLoader:
         return self.num_examples // self.world_size
 
     def __len__(self) -> int:
-        """Batches per epoch (on this rank); at most ``$CNNLIB_DRY_RUN`` in a dry run."""
+        """Batches per epoch (on this rank)."""
         n = self.shard_size
-        batches = n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
-        steps = dry_run_steps()
-        return batches if steps is None else min(batches, steps)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration use ``epoch``'s permutation and augmentations (as ``DistributedSampler``)."""
@@ -247,7 +245,8 @@ class DeviceLoader:
         n = self.num_examples
         order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
         order = order[self.rank::self.world_size][:self.shard_size].to(self.device)
-        for i in range(len(self)):
+        steps = dry_run_steps()  # a dry run stops the pass early; len() stays the epoch's true length
+        for i in range(len(self) if steps is None else min(len(self), steps)):
             yield self._batch(order[i * self.batch_size:(i + 1) * self.batch_size], generator)
 
     def _batch(self, index: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:

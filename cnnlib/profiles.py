@@ -19,7 +19,8 @@ Per-profile overrides (``cpu=dict(...)``, ``smoke=dict(...)``) replace the scale
 
 A *dry run* (``CNNLIB_DRY_RUN=N``, a positive integer) keeps everything of the active profile's
 recipe (model, resolution, batch size, optimizer, schedule, teacher) but lets every
-``DeviceLoader`` yield at most ``N`` batches per pass, and caps the epochs at ``N``: CI executes
+``DeviceLoader`` stop each pass after ``N`` batches (its ``len`` stays the epoch's true length,
+so schedules keep their full-recipe shape), and caps the epochs at ``N``: CI executes
 the ``full`` profile's code path on a CPU in minutes, with figures that mean nothing.
 """
 

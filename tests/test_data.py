@@ -115,7 +115,7 @@ def test_len_and_drop_last(fashion_test):
 def test_dry_run_caps_the_batches_of_every_pass(fashion_test, monkeypatch):
     monkeypatch.setenv("CNNLIB_DRY_RUN", "2")
     loader = DeviceLoader(fashion_test, 64, shuffle=True, subset=300)
-    assert len(loader) == 2 and loader.num_examples == 300
+    assert len(loader) == 5 and loader.num_examples == 300  # the epoch's true length
     assert [len(y) for _, y in loader] == [64, 64]
     assert [len(y) for _, y in DeviceLoader(fashion_test, 256, shuffle=False, subset=300)] == [256, 44]
 
