@@ -6,7 +6,8 @@ import torch
 import torchvision
 from torch import nn
 
-from cnnlib.layers import LocalResponseNorm, smallest_input_size
+from cnnlib.input_checks import smallest_input_size
+from cnnlib.layers import LocalResponseNorm
 from cnnlib.models import compare_with_reference
 from cnnlib.models.alexnet import AlexNet
 
