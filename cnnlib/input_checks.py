@@ -64,18 +64,25 @@ def _check_layer(name: str, module: nn.Module, args: tuple[Tensor, ...]) -> None
 
 
 def _dry_run(model: nn.Module, height: int, width: int, meta: dict[str, Tensor]) -> None:
-    """Run the model on an empty meta tensor, raising _SizeProblem at the first layer that fails."""
+    """Run the model on an empty meta tensor, raising _SizeProblem at the first layer that fails.
+
+    The model runs in eval mode (its mode is given back): shapes are the same in both, and
+    training-mode BatchNorm on the meta device is about 9x slower (measured on ResNet-152).
+    """
     hooks = [
         module.register_forward_pre_hook(functools.partial(_check_layer, name))
         for name, module in model.named_modules()
         if windows(module) is not None or isinstance(module, nn.Linear)
     ]
-    token = _DRY_RUN.set(True)
+    token, was_training = _DRY_RUN.set(True), model.training
+    model.eval()
     try:
         with torch.no_grad():
-            x = torch.empty(2, model.in_channels, height, width, device="meta")
+            dtype = next((p.dtype for p in model.parameters()), torch.get_default_dtype())
+            x = torch.empty(2, model.in_channels, height, width, device="meta", dtype=dtype)
             functional_call(model, meta, (x,))
     finally:
+        model.train(was_training)
         _DRY_RUN.reset(token)
         for hook in hooks:
             hook.remove()
