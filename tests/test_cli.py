@@ -6,7 +6,6 @@ normalise each half-batch with its own statistics, dropout would draw other mask
 """
 
 import os
-import socket
 import subprocess
 import sys
 import tomllib
@@ -28,12 +27,6 @@ ARGS = ["--model", "alexnet", "--variant", "layout=small", "--variant", "dropout
 TOLERANCE = 1e-5
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run(command: list[str], cwd: Path) -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
@@ -49,10 +42,10 @@ def test_arguments():
         parse_args(["--model", "resnet18", "--tricks", "cosine,dropblock"])
 
 
-def test_two_processes_match_one(tmp_path):
+def test_two_processes_match_one(tmp_path, free_port):
     run([sys.executable, "-m", "cnnlib.train", *ARGS, "--out", "single.json", "--save-weights", "single.pt"], tmp_path)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-                f"--master_port={free_port()}"]
+                f"--master_port={free_port}"]
     run([*torchrun, "-m", "cnnlib.train", *ARGS, "--out", "ddp.json", "--save-weights", "ddp.pt"], tmp_path)
 
     single, ranks = torch.load(tmp_path / "single.pt"), [torch.load(tmp_path / f"ddp.rank{r}.pt") for r in (0, 1)]
