@@ -39,7 +39,8 @@ def test_smallest_input_size_is_the_first_size_that_passes(fixed):
     assert smallest_input_size(model) == working[0]
     if fixed:  # a fixed classifier takes a range of sizes only
         assert working == list(range(working[0], working[-1] + 1)) and working[-1] < 39
-        assert f"from {working[0]}x{working[0]} to {working[-1]}x{working[-1]} work" in input_size_problem(model, 40, 40)
+        sizes = f"from {working[0]}x{working[0]} to {working[-1]}x{working[-1]} work"
+        assert sizes in input_size_problem(model, 40, 40)
 
 
 def test_problems_name_the_layer_and_leave_the_model_as_it_was():
