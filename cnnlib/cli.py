@@ -1,14 +1,20 @@
 """Command-line trainer, on one device or several processes (``torchrun``)::
 
-    python -m cnnlib.train --model resnet18 --dataset fashion-mnist --epochs 10 --batch-size 128 \\
+    cnnlib-train --model resnet18 --dataset fashion-mnist --epochs 10 --batch-size 128 \\
         --lr 0.05 --resize 96 --tricks cosine,warmup,label-smoothing,mixup,no-bias-decay,zero-gamma \\
         --amp bf16 --out history.json
     torchrun --nproc_per_node=2 -m cnnlib.train --model resnet18 ...   # DistributedDataParallel
+
+(``cnnlib-train`` is the console script of ``run``; ``python -m cnnlib.train`` runs the same.)
 
 ``--batch-size`` is the global batch: with N processes each takes ``batch_size / N`` examples per
 step, so the same command line trains the same recipe whatever N is. Under ``torchrun``
 (``WORLD_SIZE`` > 1) the process group is initialised from the environment, with NCCL on GPUs
 and Gloo on CPUs; only rank 0 prints and writes ``--out`` and checkpoints.
+
+Bad input (an unknown model or variant, an input size the model cannot take, missing data, a
+``--resume`` from a checkpoint of another model or recipe) ends with one ``error:`` message and
+exit status 2, as argparse does for a bad option: no traceback.
 """
 
 from __future__ import annotations
@@ -16,16 +22,27 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import sys
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-from cnnlib.data import DeviceLoader, fashion_mnist, mnist
+from cnnlib.data import DataUnavailable, DeviceLoader, fashion_mnist, mnist
+from cnnlib.input_checks import input_size_problem
+from cnnlib.models import get_model
 from cnnlib.train import History, choose_device, fit, seed_everything
 from cnnlib.tricks import TRICKS, training_recipe
 
+PROG = "cnnlib-train"
 DATASETS = {"fashion-mnist": fashion_mnist, "mnist": mnist}
+NATIVE_SIZE, NUM_CLASSES = 28, 10  # MNIST and Fashion-MNIST: 28x28 images of 10 classes
+
+
+def _fail(message: str) -> None:
+    """End as argparse does for a bad option: ``PROG: error: message`` on stderr, exit status 2."""
+    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
 
 
 def _variant(text: str) -> tuple[str, object]:
@@ -48,7 +65,7 @@ def _tricks(text: str) -> list[str]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m cnnlib.train", description="Train a cnnlib model on (Fashion-)MNIST.")
+    p = argparse.ArgumentParser(prog=PROG, description="Train a cnnlib model on (Fashion-)MNIST.")
     p.add_argument("--model", required=True, help="a name from cnnlib.models.list_models()")
     p.add_argument("--variant", type=_variant, action="append", default=[], metavar="KEY=VALUE",
                    help="extra keyword argument of get_model (repeatable), e.g. --variant stem_type=deep")
@@ -76,7 +93,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--save-weights", type=Path, default=None,
                    help="save the final state dict here (under torchrun: one file per rank, NAME.rankR.pt)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.resume and args.checkpoint is None:
+        _fail("--resume needs --checkpoint PATH (the file to continue from)")
+    return args
 
 
 def _init_distributed(device: str | None) -> torch.device:
@@ -91,7 +111,7 @@ def _init_distributed(device: str | None) -> torch.device:
 
 
 def main(argv: list[str] | None = None) -> History:
-    """Train as the command line says; return the History (on every rank)."""
+    """Train as the command line says; return the History (on every rank). Bad input: SystemExit(2)."""
     args = parse_args(argv)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     device = _init_distributed(args.device) if distributed else choose_device(args.device)
@@ -102,23 +122,65 @@ def main(argv: list[str] | None = None) -> History:
             dist.destroy_process_group()
 
 
-def _train(args: argparse.Namespace, device: torch.device) -> History:
-    from cnnlib.models import get_model
+def run(argv: list[str] | None = None) -> None:
+    """The ``cnnlib-train`` console script: ``main`` without its return value (which would be the exit status)."""
+    main(argv)
 
+
+def _check_model(args: argparse.Namespace, num_classes: int) -> None:
+    """``--model`` and ``--variant`` name a model that takes the input size of ``--resize`` (built on the
+    meta device: no weights are allocated)."""
+    try:
+        with torch.device("meta"):
+            model = get_model(args.model, num_classes=num_classes, in_channels=1, **dict(args.variant))
+    except (ValueError, TypeError) as error:  # an unknown name, or a variant the model does not take
+        _fail(f"--model {args.model}: {error}")
+    size = args.resize or NATIVE_SIZE
+    problem = input_size_problem(model, size, size)
+    if problem is not None:
+        _fail(f"--resize {size}: {problem}")
+
+
+def _check_resumable(path: Path, model: torch.nn.Module, recipe: dict) -> None:
+    """Refuse a checkpoint whose weights, optimizer groups or scheduler do not fit this model and recipe."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    saved, own = state["model"], model.state_dict()
+    differing = [name for name in own if name not in saved or saved[name].shape != own[name].shape]
+    differing += [name for name in saved if name not in own]
+    if differing:
+        _fail(f"--resume: {path} holds the weights of another model ({len(differing)} tensor(s) differ, e.g. "
+              f"{differing[0]!r}): use another --checkpoint, or drop --resume")
+    optimizer = recipe["optimizer"]
+    groups = [len(group["params"]) for group in optimizer.param_groups]
+    saved_groups = [len(group["params"]) for group in state["optimizer"]["param_groups"]]
+    if groups != saved_groups or (state["scheduler"] is None) != (recipe["scheduler"] is None):
+        _fail(f"--resume: {path} was written with another recipe (--tricks): its optimizer has parameter groups "
+              f"of {saved_groups} tensors and {'no' if state['scheduler'] is None else 'a'} scheduler; this run's "
+              f"has {groups} and {'no' if recipe['scheduler'] is None else 'a'} scheduler")
+
+
+def _train(args: argparse.Namespace, device: torch.device) -> History:
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     if args.batch_size % world:
-        raise SystemExit(f"--batch-size {args.batch_size} must be a multiple of the number of processes ({world})")
+        _fail(f"--batch-size {args.batch_size} must be a multiple of the number of processes ({world})")
     load = DATASETS[args.dataset]
+    _check_model(args, NUM_CLASSES)
     if rank > 0:
         dist.barrier()  # rank 0 downloads and extracts first
-    train_set, test_set = load(train=True), load(train=False)
+    try:
+        train_set, test_set = load(train=True), load(train=False)
+    except DataUnavailable as missing:
+        _fail(f"--dataset {args.dataset}: {missing}")
     if rank == 0 and world > 1:
         dist.barrier()
     per_rank = args.batch_size // world
-    train = DeviceLoader(train_set, per_rank, shuffle=True, resize=args.resize, augment=args.augment,
-                         subset=args.subset, device=device, seed=args.seed)
-    test = DeviceLoader(test_set, per_rank, shuffle=False, resize=args.resize, subset=args.test_subset,
-                        device=device, seed=args.seed)
+    try:
+        train = DeviceLoader(train_set, per_rank, shuffle=True, resize=args.resize, augment=args.augment,
+                             subset=args.subset, device=device, seed=args.seed)
+        test = DeviceLoader(test_set, per_rank, shuffle=False, resize=args.resize, subset=args.test_subset,
+                            device=device, seed=args.seed)
+    except ValueError as error:  # a subset or batch size the data cannot give
+        _fail(str(error))
 
     seed_everything(args.seed)  # the same initial weights on every rank
     model = get_model(args.model, num_classes=len(train.classes), in_channels=1, **dict(args.variant))
@@ -126,6 +188,8 @@ def _train(args: argparse.Namespace, device: torch.device) -> History:
                              momentum=args.momentum, weight_decay=args.weight_decay,
                              warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
                              mixup_alpha=args.mixup_alpha, num_classes=len(train.classes), seed=args.seed)
+    if args.resume and args.checkpoint.exists():
+        _check_resumable(args.checkpoint, model, recipe)
 
     if rank == 0 and not args.quiet:
         params_count = sum(p.numel() for p in model.parameters())

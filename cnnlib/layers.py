@@ -1,4 +1,4 @@
-"""Convolution arithmetic, the AlexNet paper's local response normalisation, input checks.
+"""Convolution arithmetic and the AlexNet paper's local response normalisation.
 
 Output size of a convolution along one axis (Dumoulin & Visin, "A guide to convolution
 arithmetic", 2016), for input size n, kernel k, stride s, padding p and dilation d:
@@ -15,19 +15,17 @@ the 55x55 maps of the paper's figure. ``divides_exactly`` tells the two cases ap
 
 from __future__ import annotations
 
-import contextvars
-import functools
 from dataclasses import dataclass
-from itertools import chain
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
 __all__ = [
     "conv_out_size",
     "pool_out_size",
+    "effective_kernel",
+    "leftover",
     "divides_exactly",
     "out_size_formula",
     "receptive_field",
@@ -36,10 +34,6 @@ __all__ = [
     "windows",
     "sequential_out_size",
     "LocalResponseNorm",
-    "checked_forward",
-    "check_input_batch",
-    "input_size_problem",
-    "smallest_input_size",
 ]
 
 
@@ -57,15 +51,15 @@ def _check_args(n: int, kernel: int, stride: int, padding: int, dilation: int) -
             raise ValueError(f"{name} must be at least {least}, got {value}")
 
 
-def _span(kernel: int, dilation: int) -> int:
-    """Pixels covered by a dilated kernel: d*(k - 1) + 1."""
+def effective_kernel(kernel: int, dilation: int = 1) -> int:
+    """Pixels spanned by a dilated kernel: d*(k - 1) + 1."""
     return dilation * (kernel - 1) + 1
 
 
 def conv_out_size(n: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
     """floor((n - d*(k - 1) - 1 + 2p) / s) + 1; ValueError when the window does not fit."""
     _check_args(n, kernel, stride, padding, dilation)
-    span = _span(kernel, dilation)
+    span = effective_kernel(kernel, dilation)
     if span > n + 2 * padding:
         dilated = f" (dilated to {span})" if dilation != 1 else ""
         raise ValueError(
@@ -85,7 +79,7 @@ def pool_out_size(
     """Output size of max/average pooling (stride defaults to the kernel, as in torch)."""
     stride = kernel if stride is None else stride
     _check_args(n, kernel, stride, padding, dilation)
-    span = _span(kernel, dilation)
+    span = effective_kernel(kernel, dilation)
     if padding > kernel // 2:
         raise ValueError(f"padding {padding} is more than half the pooling kernel {kernel}")
     out = (n + 2 * padding - span + (stride - 1 if ceil_mode else 0)) // stride + 1
@@ -98,10 +92,15 @@ def pool_out_size(
     return out
 
 
+def leftover(n: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
+    """(n - d*(k - 1) - 1 + 2p) mod s: the padded positions after the last window, which no window reads."""
+    conv_out_size(n, kernel, stride, padding, dilation)
+    return (n + 2 * padding - effective_kernel(kernel, dilation)) % stride
+
+
 def divides_exactly(n: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> bool:
     """Whether (n - d*(k - 1) - 1 + 2p) is a multiple of s: no row or column is left over."""
-    conv_out_size(n, kernel, stride, padding, dilation)
-    return (n + 2 * padding - _span(kernel, dilation)) % stride == 0
+    return leftover(n, kernel, stride, padding, dilation) == 0
 
 
 def out_size_formula(
@@ -125,12 +124,13 @@ def out_size_formula(
         out = conv_out_size(n, kernel, stride, padding, dilation)
     span = f"{kernel}" if dilation == 1 else f"{dilation}*({kernel} - 1) - 1"
     fraction = f"({n} - {span} + 2*{padding}) / {stride}"
-    if (n + 2 * padding - _span(kernel, dilation)) % stride == 0:
+    reach = n + 2 * padding - effective_kernel(kernel, dilation)  # the last start a window may have
+    if reach % stride == 0:
         return f"{fraction} + 1 = {out}"
     if not ceil_mode:
         return f"floor({fraction}) + 1 = {out}"
     ceiling = f"ceil({fraction}) + 1"
-    if out == (n + 2 * padding - _span(kernel, dilation)) // stride + 2:
+    if out == reach // stride + 2:
         return f"{ceiling} = {out}"
     return f"{ceiling} - 1 = {out} (a last window may not start in the padding)"
 
@@ -207,7 +207,7 @@ def receptive_field(layers: Iterable[tuple[int, ...] | nn.Module]) -> int:
         else:
             kernel, stride, dilation = (tuple(layer) + (1,))[:3]
         _check_args(1, kernel, stride, 0, dilation)
-        field += dilation * (kernel - 1) * jump
+        field += (effective_kernel(kernel, dilation) - 1) * jump
         jump *= stride
     return field
 
@@ -276,175 +276,3 @@ class LocalResponseNorm(nn.Module):
 
     def extra_repr(self) -> str:
         return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Input checks shared by every cnnlib model: a wrong channel count is caught before the forward
-# pass; a size error is explained after torch raises, by a dry run on the meta device (no data,
-# no arithmetic on real tensors) where each conv/pool layer applies the formulas above.
-
-
-class _SizeProblem(ValueError):
-    """An input size that a layer cannot take."""
-
-
-class _Vanished(_SizeProblem):
-    """A feature map smaller than a conv / pool window."""
-
-
-class _Misfit(_SizeProblem):
-    """A flattened feature map of the wrong length for a Linear layer."""
-
-    def __init__(self, message: str, got: int, expected: int) -> None:
-        super().__init__(message)
-        self.got, self.expected = got, expected
-
-
-_DRY_RUN: contextvars.ContextVar[bool] = contextvars.ContextVar("cnnlib_dry_run", default=False)
-
-
-def _check_layer(name: str, module: nn.Module, args: tuple[Tensor, ...]) -> None:
-    x = args[0]
-    if isinstance(module, nn.Linear):
-        if x.shape[-1] != module.in_features:
-            raise _Misfit(
-                f"layer '{name}' ({module}) expects {module.in_features} features, "
-                f"but the feature map before it flattens to {x.shape[-1]}",
-                got=x.shape[-1],
-                expected=module.in_features,
-            )
-        return
-    for axis, window, n in zip(("height", "width"), windows(module), x.shape[-2:]):  # type: ignore[arg-type]
-        try:
-            window.out_size(int(n))
-        except ValueError as error:
-            raise _Vanished(
-                f"the feature map vanishes at layer '{name}' ({module}): its input is "
-                f"{x.shape[-2]}x{x.shape[-1]} and along the {axis} the {error}",
-            ) from None
-
-
-def _dry_run(model: nn.Module, height: int, width: int, meta: dict[str, Tensor]) -> None:
-    """Run the model on an empty meta tensor, raising _SizeProblem at the first layer that fails."""
-    hooks = [
-        module.register_forward_pre_hook(functools.partial(_check_layer, name))
-        for name, module in model.named_modules()
-        if windows(module) is not None or isinstance(module, nn.Linear)
-    ]
-    token = _DRY_RUN.set(True)
-    try:
-        with torch.no_grad():
-            x = torch.empty(2, model.in_channels, height, width, device="meta")
-            functional_call(model, meta, (x,))
-    finally:
-        _DRY_RUN.reset(token)
-        for hook in hooks:
-            hook.remove()
-
-
-def _meta_state(model: nn.Module) -> dict[str, Tensor]:
-    named = chain(model.named_parameters(), model.named_buffers())
-    return {name: tensor.to("meta") for name, tensor in named}
-
-
-def _probe(model: nn.Module, n: int, meta: dict[str, Tensor]) -> str:
-    """ "ok", "vanished", "too few features" or "too many features" for an n x n input."""
-    try:
-        _dry_run(model, n, n, meta)
-    except _Misfit as misfit:
-        return "too few features" if misfit.got < misfit.expected else "too many features"
-    except _SizeProblem:
-        return "vanished"
-    return "ok"
-
-
-def _first(predicate: Callable[[int], bool], start: int, max_size: int) -> int | None:
-    """Smallest n in [start, max_size] where a monotone predicate holds: doubling, then bisection."""
-    low, high = start - 1, start  # invariant: low fails, high is the candidate
-    while not predicate(high):
-        if high >= max_size:
-            return None
-        low, high = high, min(2 * high, max_size)
-    while high - low > 1:
-        middle = (low + high) // 2
-        low, high = (low, middle) if predicate(middle) else (middle, high)
-    return high
-
-
-def smallest_input_size(model: nn.Module, max_size: int = 4096) -> int:
-    """Smallest n such that an n x n input passes through the model.
-
-    Feature maps grow with the input, so both "no feature map vanishes" and "enough features
-    for the classifier" (a Linear after a flatten) hold from some size on: found by bisection,
-    each trial a dry run on the meta device.
-    """
-    meta = _meta_state(model)
-    smallest = _first(lambda n: _probe(model, n, meta) not in ("vanished", "too few features"), 1, max_size)
-    if smallest is None or _probe(model, smallest, meta) != "ok":
-        raise ValueError(f"no square input up to {max_size} pixels passes through {type(model).__name__}")
-    return smallest
-
-
-def input_size_problem(model: nn.Module, height: int, width: int) -> str | None:
-    """Why an input of this size cannot pass through the model, or None if it can."""
-    meta = _meta_state(model)
-    try:
-        _dry_run(model, height, width, meta)
-    except _SizeProblem as problem:
-        smallest = smallest_input_size(model)
-        name = type(model).__name__
-        if isinstance(problem, _Vanished):
-            return (
-                f"input of {height}x{width} is too small for {name}: {problem}. "
-                f"The smallest square input that works is {smallest}x{smallest}."
-            )
-        too_large = _first(lambda n: _probe(model, n, meta) == "too many features", smallest, 4096)
-        largest = f"{too_large - 1}x{too_large - 1}" if too_large else "4096x4096"
-        return (
-            f"input of {height}x{width} does not fit {name}: {problem}. This classifier needs a "
-            f"fixed feature size: square inputs from {smallest}x{smallest} to {largest} work."
-        )
-    return None
-
-
-def check_input_batch(model: nn.Module, x: Tensor) -> None:
-    """ValueError unless x is a batch [N, C, H, W] with the model's number of channels."""
-    if not isinstance(x, Tensor) or x.dim() != 4:
-        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        batchless = isinstance(x, Tensor) and x.dim() == 3
-        hint = " (add the batch dimension with x.unsqueeze(0))" if batchless else ""
-        raise ValueError(f"{type(model).__name__} expects a batch of images [N, C, H, W], got {shape}{hint}")
-    expected, got = model.in_channels, x.shape[1]
-    if got != expected:
-        plural = "s" if expected != 1 else ""
-        raise ValueError(
-            f"{type(model).__name__} expected {expected} input channel{plural}, got {got} "
-            f"(input shape {tuple(x.shape)}): build the model with in_channels={got}, "
-            f"or convert the images to {expected} channel{plural}"
-        )
-
-
-def checked_forward(forward: Callable[[nn.Module, Tensor], Tensor]) -> Callable[[nn.Module, Tensor], Tensor]:
-    """Decorate a model's ``forward``: checks the batch's shape and channels first, and turns
-    torch's size errors into a ValueError naming the layer where the feature map vanishes
-    (or the classifier does not fit) and the smallest input that works. The model has an
-    ``in_channels`` attribute.
-    """
-
-    @functools.wraps(forward)
-    def checked(model: nn.Module, x: Tensor) -> Tensor:
-        if _DRY_RUN.get():
-            return forward(model, x)
-        check_input_batch(model, x)
-        try:
-            return forward(model, x)
-        except RuntimeError as error:
-            try:
-                problem = input_size_problem(model, x.shape[-2], x.shape[-1])
-            except Exception:  # the diagnosis itself failed: torch's own error is the best we have
-                problem = None
-            if problem is None:
-                raise
-            raise ValueError(problem) from error
-
-    return checked

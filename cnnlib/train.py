@@ -11,14 +11,13 @@ metrics are summed over ranks, and only rank 0 prints, plots and writes checkpoi
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import random
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from tqdm.auto import tqdm
 from cnnlib.profiles import choose_device
 
 __all__ = ["History", "TrainingDiverged", "autocast_dtype", "choose_device", "cpu_has_fast_bf16", "evaluate",
-           "fit", "load_checkpoint", "save_checkpoint", "seed_everything", "xavier_init_"]
+           "fit", "load_checkpoint", "predict", "save_checkpoint", "seed_everything", "xavier_init_"]
 
 Batches = Iterable[tuple[Tensor, Tensor]]
 
@@ -161,27 +160,17 @@ def _format_row(row: dict, epochs: int) -> str:
 
 
 class _LivePlot:
-    """Loss and accuracy curves as one PNG, redrawn in place after each epoch (no ``clear_output``)."""
+    """``cnnlib.viz.plot_history`` as one PNG, redrawn in place after each epoch (no ``clear_output``)."""
 
     def __init__(self) -> None:
         self.handle = None
 
     def update(self, history: History) -> None:
         from IPython.display import Image, display
-        from matplotlib.figure import Figure
 
-        fig = Figure(figsize=(8, 3), layout="constrained")
-        loss, acc = fig.subplots(1, 2)
-        epochs = [row["epoch"] for row in history.epochs]
-        loss.plot(epochs, history.train_loss, "o-", label="train loss")
-        acc.plot(epochs, history.train_acc, "o-", label="train acc")
-        acc.plot(epochs, history.test_acc, "o-", label="test acc")
-        for ax in (loss, acc):
-            ax.set_xlabel("epoch")
-            ax.legend()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=80)
-        image = Image(buffer.getvalue())
+        from cnnlib.viz import plot_history  # matplotlib: only needed in a notebook
+
+        image = Image(plot_history(history).to_png(crop=False))
         if self.handle is None:
             self.handle = display(image, display_id=True)
         else:
@@ -218,22 +207,38 @@ def _all_finite(loss: Tensor) -> bool:
 # --- evaluation and training -----------------------------------------------------------------
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: Batches, device: str | torch.device | None = None,
-             amp: str | None = "auto", channels_last: bool = False) -> float:
-    """Top-1 accuracy of ``model`` on ``loader`` (summed over ranks); ``device`` defaults to the model's."""
-    device = choose_device(device) if device is not None else next(model.parameters()).device
+def predict(model: nn.Module, loader: Batches, device: str | torch.device | None = None,
+            amp: str | None = "auto", channels_last: bool = False) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """``(x, y, predicted class)`` for each batch of ``loader``, on ``device`` (default: the model's).
+
+    The model runs in eval mode under ``amp``'s autocast (see ``autocast_dtype``) and gets its
+    train/eval mode back when the loop ends, or is left early.
+    """
+    if device is not None:
+        device = choose_device(device)
+    else:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
     dtype = autocast_dtype(amp, device)
     was_training = model.training
     model.eval()
-    correct, count = torch.zeros((), device=device), 0
-    for x, y in loader:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            correct += (model(x).argmax(1) == y).sum()
+    try:
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                yield x, y, model(x).argmax(1)
+    finally:
+        model.train(was_training)
+
+
+def evaluate(model: nn.Module, loader: Batches, device: str | torch.device | None = None,
+             amp: str | None = "auto", channels_last: bool = False) -> float:
+    """Top-1 accuracy of ``model`` on ``loader`` (summed over ranks), from ``predict``."""
+    correct, count = 0, 0
+    for _, y, predicted in predict(model, loader, device, amp, channels_last):
+        correct += (predicted == y).sum()
         count += len(y)
-    model.train(was_training)
     correct, count = _sum_over_ranks(correct, count)
     return correct / max(count, 1)
 
@@ -400,7 +405,7 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.
     return state["epoch"], History.from_dict(state["history"])
 
 
-if __name__ == "__main__":
-    from cnnlib.cli import main
+if __name__ == "__main__":  # `python -m cnnlib.train`: the command-line trainer, whose module imports this one
+    from cnnlib.cli import run
 
-    main()
+    run()

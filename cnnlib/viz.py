@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib.figure
 import numpy as np
@@ -25,10 +25,15 @@ WRONG = "tab:red"
 class Figure(matplotlib.figure.Figure):
     """A matplotlib Figure that Jupyter displays as a PNG, whether or not pyplot is in use."""
 
-    def _repr_png_(self) -> bytes:
+    def to_png(self, crop: bool = True) -> bytes:
+        """The figure as PNG bytes: cropped to what is drawn, or (``crop=False``) at its own size,
+        for an image redrawn in place (a widget, a live plot) that should not change size."""
         buffer = io.BytesIO()
-        self.savefig(buffer, format="png", bbox_inches="tight")
+        self.savefig(buffer, format="png", bbox_inches="tight" if crop else None)
         return buffer.getvalue()
+
+    def _repr_png_(self) -> bytes:
+        return self.to_png()
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -196,26 +201,6 @@ def plot_feature_maps(maps: torch.Tensor, ncols: int = 8, title: str | None = No
         ax.imshow(fmap, cmap="viridis")
     fig.suptitle(title if title is not None else f"{m.shape[0]} feature maps, {m.shape[1]}x{m.shape[2]}")
     return fig
-
-
-@torch.no_grad()
-def confusion_matrix(model: nn.Module, loader: Iterable, num_classes: int, device=None) -> torch.Tensor:
-    """Counts [K, K] int64 on the CPU: entry (i, j) = examples of true class i predicted as j.
-
-    `loader` yields (x, y) batches. The model runs in eval mode on `device` (default: where its
-    parameters are) and gets its previous train/eval mode back afterwards.
-    """
-    if device is None:
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    was_training = model.training
-    model.eval()
-    counts = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
-    for x, y in loader:
-        y = y.to(device)
-        pred = model(x.to(device)).argmax(dim=1)
-        counts += torch.bincount(y * num_classes + pred, minlength=num_classes * num_classes)
-    model.train(was_training)
-    return counts.view(num_classes, num_classes).cpu()
 
 
 def plot_confusion(matrix, class_names: Sequence[str], title: str = "Confusion matrix") -> Figure:

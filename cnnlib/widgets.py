@@ -1,23 +1,23 @@
 """Interactive explorers for the notebooks, with their logic in plain, testable functions.
 
 Lesson 01: ``conv_explorer()`` shows how kernel, stride, padding and dilation set the output
-size of a convolution, ``o = floor((n + 2p - d(k - 1) - 1) / s) + 1``, and where the window
-sits for each output position.
+size of a convolution, and where the window sits for each output position. The arithmetic, its
+checks and its notation are those of ``cnnlib.layers``; this module only presents them.
 """
 
 from __future__ import annotations
 
 import html
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import ipywidgets as widgets
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+
+from cnnlib import viz
+from cnnlib.layers import conv_out_size, effective_kernel, leftover, out_size_formula
 
 IMPOSSIBLE_COLOR = "#c62828"
 
@@ -32,23 +32,22 @@ class ConvExplanation:
     padding: int
     dilation: int
     output_size: int | None  # None when the arguments are impossible
-    formula: str  # e.g. "(7 - 3 + 2*1) / 2 + 1 = 4"; "" when impossible
-    is_exact: bool  # the last window ends exactly at the end of the padded input
-    error: str | None  # why the arguments are impossible, else None
+    formula: str  # ``cnnlib.layers.out_size_formula``, e.g. "(7 - 3 + 2*1) / 2 + 1 = 4"; "" when impossible
+    error: str | None  # why the arguments are impossible (``conv_out_size``'s ValueError), else None
 
     @property
     def possible(self) -> bool:
         return self.error is None
 
     @property
-    def effective_kernel(self) -> int:
-        """The span of a dilated kernel: d(k - 1) + 1."""
-        return self.dilation * (self.kernel - 1) + 1
+    def uncovered(self) -> int:
+        """Padded cells at the end that no window reaches (``cnnlib.layers.leftover``); 0 when impossible."""
+        return leftover(self.n, self.kernel, self.stride, self.padding, self.dilation) if self.possible else 0
 
     @property
-    def uncovered(self) -> int:
-        """Padded cells at the end that no window reaches: (n + 2p - k_eff) mod s."""
-        return (self.n + 2 * self.padding - self.effective_kernel) % self.stride if self.possible else 0
+    def is_exact(self) -> bool:
+        """The last window ends exactly at the end of the padded input."""
+        return self.possible and self.uncovered == 0
 
     def text(self) -> str:
         """One line: the output size and its formula, or why it is impossible."""
@@ -62,9 +61,8 @@ class ConvExplanation:
             return f'<b style="color: {IMPOSSIBLE_COLOR}">impossible: {html.escape(self.error)}</b>'
         lines = [f"<b>output size {self.output_size}</b>", f"<code>{html.escape(self.formula)}</code>"]
         if self.dilation > 1:
-            lines.append(
-                f"effective kernel {self.dilation}*({self.kernel} - 1) + 1 = {self.effective_kernel}"
-            )
+            span = effective_kernel(self.kernel, self.dilation)
+            lines.append(f"effective kernel {self.dilation}*({self.kernel} - 1) + 1 = {span}")
         if self.is_exact:
             lines.append("exact: the last window ends at the last padded cell")
         else:
@@ -73,39 +71,15 @@ class ConvExplanation:
         return "<br>".join(lines)
 
 
-def _why_impossible(n: int, kernel: int, stride: int, padding: int, dilation: int) -> str | None:
-    """What torch.nn.functional.conv2d would refuse, in words; None when all is well."""
-    for value, name in ((n, "input size"), (kernel, "kernel"), (stride, "stride"), (dilation, "dilation")):
-        if value < 1:
-            return f"{name} must be at least 1 (got {value})"
-    if padding < 0:
-        return f"padding cannot be negative (got {padding})"
-    effective = dilation * (kernel - 1) + 1
-    if effective > n + 2 * padding:
-        return (
-            f"kernel {kernel} (effective {effective} with dilation {dilation}) is larger than "
-            f"the padded input {n} + 2*{padding} = {n + 2 * padding}"
-        )
-    return None
-
-
 def conv_explanation(n: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> ConvExplanation:
-    """Explain ``cnnlib.layers.conv_out_size(n, kernel, stride, padding, dilation)``.
-
-    The formula is written with the effective kernel ``k_eff = d(k - 1) + 1``:
-    ``(n - k_eff + 2p) / s + 1``, with ``floor(...)`` around the division when it is inexact.
-    """
-    error = _why_impossible(n, kernel, stride, padding, dilation)
-    if error is not None:
-        return ConvExplanation(n, kernel, stride, padding, dilation, None, "", False, error)
-    from cnnlib.layers import conv_out_size  # the verified formula; the text below explains it
-
-    out = conv_out_size(n, kernel, stride, padding, dilation)
-    effective = dilation * (kernel - 1) + 1
-    exact = (n + 2 * padding - effective) % stride == 0
-    division = f"({n} - {effective} + 2*{padding}) / {stride}"
-    formula = f"{division if exact else f'floor({division})'} + 1 = {out}"
-    return ConvExplanation(n, kernel, stride, padding, dilation, out, formula, exact, None)
+    """Explain ``cnnlib.layers.conv_out_size(n, kernel, stride, padding, dilation)``: its result
+    and ``out_size_formula``, or its ValueError's message when the arguments are impossible."""
+    try:
+        out = conv_out_size(n, kernel, stride, padding, dilation)
+    except ValueError as error:
+        return ConvExplanation(n, kernel, stride, padding, dilation, None, "", str(error))
+    formula = out_size_formula(n, kernel, stride, padding, dilation)
+    return ConvExplanation(n, kernel, stride, padding, dilation, out, formula, None)
 
 
 def window_positions(n: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> list[int]:
@@ -142,7 +116,7 @@ def draw_window(ax: Axes, n: int, kernel: int, stride: int, padding: int, dilati
         for j in range(kernel):
             ax.add_patch(Rectangle((left + j * dilation, top + i * dilation), 1, 1,
                                    facecolor="tab:blue", alpha=0.6, edgecolor="tab:blue"))
-    span = dilation * (kernel - 1) + 1
+    span = effective_kernel(kernel, dilation)
     ax.add_patch(Rectangle((left, top), span, span, fill=False, edgecolor="tab:red", linewidth=2, linestyle="--"))
     ax.set_xlim(0, size)
     ax.set_ylim(size, 0)
@@ -160,8 +134,6 @@ def window_figure(n: int, kernel: int, stride: int = 1, padding: int = 0, dilati
                   steps: Sequence[int] = (0,)) -> Figure:
     """One ``draw_window`` panel per output position in ``steps``: the explorer, frozen, for
     readers of a stored notebook (a ``cnnlib.viz.Figure``, shown as PNG)."""
-    from cnnlib import viz  # torch-heavy: only imported when a figure is asked for
-
     fig = viz.Figure(figsize=(3.2 * len(steps), 3.4), dpi=100, layout="constrained")
     for ax, step in zip(np.atleast_1d(fig.subplots(1, len(steps))), steps):
         draw_window(ax, n, kernel, stride, padding, dilation, step)
@@ -169,19 +141,15 @@ def window_figure(n: int, kernel: int, stride: int = 1, padding: int = 0, dilati
 
 
 def window_png(n: int, kernel: int, stride: int, padding: int, dilation: int, step: int) -> bytes:
-    """``draw_window`` rendered to PNG bytes, or a short message when the arguments are impossible."""
-    fig = Figure(figsize=(4.2, 4.2), dpi=80)
+    """``draw_window`` as PNG bytes of a fixed size, or a short message when the arguments are impossible."""
+    fig = viz.Figure(figsize=(4.2, 4.2), dpi=80, layout="constrained")
     ax = fig.add_subplot()
-    explanation = conv_explanation(n, kernel, stride, padding, dilation)
-    if explanation.possible:
+    if conv_explanation(n, kernel, stride, padding, dilation).possible:
         draw_window(ax, n, kernel, stride, padding, dilation, step)
     else:
         ax.axis("off")
         ax.text(0.5, 0.5, "no output:\nsee the message", ha="center", va="center", color=IMPOSSIBLE_COLOR, fontsize=12)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    FigureCanvasAgg(fig).print_png(buffer)
-    return buffer.getvalue()
+    return fig.to_png(crop=False)
 
 
 SLIDERS = {  # name: (description, min, max)

@@ -6,7 +6,8 @@ import torch
 import torchvision
 from torch import nn
 
-from cnnlib.layers import LocalResponseNorm, smallest_input_size
+from cnnlib.input_checks import smallest_input_size
+from cnnlib.layers import LocalResponseNorm
 from cnnlib.models import compare_with_reference
 from cnnlib.models.alexnet import AlexNet
 
@@ -32,9 +33,15 @@ def test_paper_parameters_layer_by_layer():
         4096 * 4096 + 4096,  # fc7: 16,781,312
         4096 * 1000 + 1000,  # fc8: 4,097,000
     ]
-    assert [count(m) for m in weighted(model)] == expected
-    assert expected[:5] == [34_944, 307_456, 885_120, 663_936, 442_624]
-    assert count(model) == sum(expected) == 60_965_224
+    with torch.device("meta"):  # the paper's layers (sec. 3.5, figure 2) built by torch itself
+        reference = [
+            nn.Conv2d(3, 96, 11, stride=4), nn.Conv2d(96, 256, 5, padding=2, groups=2),
+            nn.Conv2d(256, 384, 3, padding=1), nn.Conv2d(384, 384, 3, padding=1, groups=2),
+            nn.Conv2d(384, 256, 3, padding=1, groups=2),
+            nn.Linear(256 * 6 * 6, 4096), nn.Linear(4096, 4096), nn.Linear(4096, 1000),
+        ]  # fmt: skip
+    assert [count(m) for m in weighted(model)] == expected == [count(m) for m in reference]
+    assert count(model) == sum(expected)
     assert [m.groups for m in weighted(model)[:5]] == [1, 2, 1, 2, 2]
 
 

@@ -39,8 +39,6 @@ def test_bug3_one_batchnorm_updated_twice():
 
 def test_bug4_projection_on_an_identity_shortcut():
     assert count(BuggyBlock4(64, 64)) - count(BasicBlock(64, 64)) == 64 * 64 + 2 * 64
-    with torch.device("meta"):
-        assert count(resnet(18, shortcut="projection_all")) > count(resnet(18))
 
 
 def test_bug5_widths_divided_by_16():

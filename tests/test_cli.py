@@ -6,13 +6,14 @@ normalise each half-batch with its own statistics, dropout would draw other mask
 """
 
 import os
-import socket
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 import torch
+from torchvision import datasets
 
 from cnnlib.cli import TRICKS, main, parse_args
 from cnnlib.train import History
@@ -24,12 +25,6 @@ ARGS = ["--model", "alexnet", "--variant", "layout=small", "--variant", "dropout
 # Two ranks sum the same 64 per-example gradients in another order than one process. Measured:
 # weights differ by at most 1.5e-7 and the loss by 2.4e-7 after an epoch; accuracies agree exactly.
 TOLERANCE = 1e-5
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(command: list[str], cwd: Path) -> None:
@@ -47,10 +42,10 @@ def test_arguments():
         parse_args(["--model", "resnet18", "--tricks", "cosine,dropblock"])
 
 
-def test_two_processes_match_one(tmp_path):
+def test_two_processes_match_one(tmp_path, free_port):
     run([sys.executable, "-m", "cnnlib.train", *ARGS, "--out", "single.json", "--save-weights", "single.pt"], tmp_path)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-                f"--master_port={free_port()}"]
+                f"--master_port={free_port}"]
     run([*torchrun, "-m", "cnnlib.train", *ARGS, "--out", "ddp.json", "--save-weights", "ddp.pt"], tmp_path)
 
     single, ranks = torch.load(tmp_path / "single.pt"), [torch.load(tmp_path / f"ddp.rank{r}.pt") for r in (0, 1)]
@@ -71,3 +66,64 @@ def test_all_tricks_on_a_registry_model(tmp_path, capsys):
     assert history.lr[0] == pytest.approx(0.05) and history.lr[1] < 0.05  # warmup to the full rate, then cosine
     out = capsys.readouterr().out
     assert out.startswith("small_resnet: 308,538 parameters") and "epoch 2/2  loss" in out
+
+
+def test_console_script_and_module_run_the_same_entry():
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, name = scripts["cnnlib-train"].partition(":")
+    assert (module, name) == ("cnnlib.cli", "run")
+    importing = "import sys, cnnlib.train; print(sorted(m for m in sys.modules if m.startswith('cnnlib')))"
+    done = subprocess.run([sys.executable, "-c", importing], env=dict(os.environ, PYTHONPATH=str(REPO)),
+                          capture_output=True, text=True, timeout=120)
+    assert "cnnlib.cli" not in done.stdout and "cnnlib.train" in done.stdout  # train does not import cli
+
+
+def error_line(capsys, argv: list[str]) -> str:
+    """The one line that main prints for bad input, after exiting with argparse's status 2."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith("cnnlib-train: error: ")
+    return captured.err
+
+
+def test_an_unknown_model_or_variant_is_one_line(capsys):
+    err = error_line(capsys, ["--model", "resnet05"])
+    assert err.count("\n") == 1 and "unknown model 'resnet05'" in err and "'resnet50'" in err
+    err = error_line(capsys, ["--model", "resnet18", "--variant", "lrn=True"])
+    assert err.count("\n") == 1 and "unexpected keyword argument 'lrn'" in err
+
+
+def test_an_input_size_the_model_cannot_take_is_one_line(capsys):
+    err = error_line(capsys, ["--model", "alexnet", "--variant", "layout=paper"])  # 28x28 images
+    assert err.count("\n") == 1 and "--resize 28: input of 28x28 is too small for AlexNet" in err
+    assert "227x227" in err
+
+
+def test_missing_data_says_what_to_put_where(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNLIB_DATA", str(tmp_path))
+    for cls in (datasets.MNIST, datasets.FashionMNIST):
+        monkeypatch.setattr(cls, "mirrors", ["http://127.0.0.1:9/"])  # any download fails at once
+    err = error_line(capsys, ["--model", "small_resnet", "--dataset", "mnist"])
+    assert f"--dataset mnist: MNIST is not in {tmp_path}" in err and "train-images-idx3-ubyte.gz" in err
+
+
+def test_resume_from_a_checkpoint_of_another_model_or_recipe(capsys, tmp_path):
+    checkpoint = ["--checkpoint", str(tmp_path / "run.pt"), "--resume"]
+    tiny = ["--epochs", "1", "--batch-size", "32", "--subset", "64", "--test-subset", "32", "--amp", "off", "--quiet"]
+    main(["--model", "small_resnet", *tiny, *checkpoint])
+    err = error_line(capsys, ["--model", "small_inception", *tiny, *checkpoint])
+    assert err.count("\n") == 1 and "holds the weights of another model" in err
+    err = error_line(capsys, ["--model", "small_resnet", "--tricks", "no-bias-decay,cosine", *tiny, *checkpoint])
+    assert err.count("\n") == 1 and "another recipe" in err
+    err = error_line(capsys, ["--model", "small_resnet", "--resume"])
+    assert "--resume needs --checkpoint" in err
+
+
+def test_bad_input_from_the_command_line_has_no_traceback(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "cnnlib.train", "--model", "nonexistent"], cwd=tmp_path,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("cnnlib-train: error: --model nonexistent: unknown model 'nonexistent'")
+    assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1

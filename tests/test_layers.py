@@ -12,6 +12,8 @@ from cnnlib.layers import (
     LocalResponseNorm,
     conv_out_size,
     divides_exactly,
+    effective_kernel,
+    leftover,
     measured_receptive_field,
     out_size_formula,
     pool_out_size,
@@ -50,6 +52,20 @@ def test_conv_out_size_matches_torch_on_a_grid():
         weight = torch.empty(1, 1, k, k, device="meta")
         conv = lambda x: F.conv2d(x, weight, stride=s, padding=p, dilation=d)  # noqa: E731
         assert ours(conv_out_size, n, k, s, p, d) == torch_size(conv, n), (n, k, s, p, d)
+
+
+def test_effective_kernel_and_leftover_match_the_taps_torch_reads():
+    """A conv of ones over a padded row: the gradient is zero exactly where no tap reads."""
+    for n, k, s, p, d in GRID:
+        if ours(conv_out_size, n, k, s, p, d) is None:
+            continue
+        row = torch.zeros(1, 1, n + 2 * p, requires_grad=True)
+        F.conv1d(row, torch.ones(1, 1, k), stride=s, dilation=d).sum().backward()
+        read = row.grad[0, 0].nonzero().flatten()
+        assert leftover(n, k, s, p, d) == n + 2 * p - 1 - read.max().item(), (n, k, s, p, d)
+        first_window = F.conv1d(torch.zeros(1, 1, n + 2 * p), torch.ones(1, 1, k), dilation=d)
+        assert effective_kernel(k, d) == n + 2 * p - first_window.shape[-1] + 1, (n, k, d)
+        assert divides_exactly(n, k, s, p, d) == (leftover(n, k, s, p, d) == 0)
 
 
 @pytest.mark.parametrize("ceil_mode", [False, True])

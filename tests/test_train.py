@@ -1,13 +1,15 @@
 import math
 import sys
 import types
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+from cnnlib import train as train_module
 from cnnlib.data import DeviceLoader, fashion_mnist
-from cnnlib.train import (History, TrainingDiverged, autocast_dtype, cpu_has_fast_bf16, evaluate, fit,
+from cnnlib.train import (History, TrainingDiverged, autocast_dtype, cpu_has_fast_bf16, evaluate, fit, predict,
                           load_checkpoint, save_checkpoint, seed_everything, xavier_init_)
 
 TIMING = ("examples_per_s", "seconds")
@@ -138,11 +140,22 @@ def test_amp_modes():
     cpu = torch.device("cpu")
     assert autocast_dtype(None, cpu) is None and autocast_dtype("off", cpu) is None
     assert autocast_dtype("bf16", cpu) == torch.bfloat16
-    assert autocast_dtype("auto", cpu) == (torch.bfloat16 if cpu_has_fast_bf16() else None)
     with pytest.raises(ValueError, match="CUDA"):
         autocast_dtype("fp16", cpu)
     with pytest.raises(ValueError, match="'auto', 'bf16', 'fp16'"):
         autocast_dtype("half", cpu)
+
+
+@pytest.mark.parametrize("fast_bf16", [True, False])
+def test_auto_amp_on_the_cpu_follows_native_bf16(monkeypatch, fast_bf16):
+    monkeypatch.setattr(train_module, "cpu_has_fast_bf16", lambda: fast_bf16)
+    assert autocast_dtype("auto", torch.device("cpu")) == (torch.bfloat16 if fast_bf16 else None)
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="reads the CPU's flags from Linux's /proc/cpuinfo")
+def test_native_bf16_is_what_the_cpu_reports():
+    flags = set(Path("/proc/cpuinfo").read_text().split())
+    assert cpu_has_fast_bf16() == bool(flags & {"avx512_bf16", "amx_tile"})
 
 
 def test_bf16_training_runs(loaders):
@@ -202,3 +215,18 @@ def test_xavier_init_draws_within_glorots_bound_and_keeps_biases_and_batchnorm()
         assert abs(w.std().item() - bound / math.sqrt(3)) < 0.1 * bound  # the std of U(-a, a)
     assert torch.equal(model[0].bias, biases[0]) and torch.equal(model[3].bias, biases[1])
     assert torch.equal(model[1].weight, torch.full((16,), 0.5))
+
+
+def test_predict_gives_each_batch_with_its_predictions_and_restores_the_mode():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3, 3)).train()
+    one_hot = torch.eye(3).view(3, 1, 1, 3)  # image i is the one-hot of class i: the model predicts i
+    batches = [(one_hot[[2, 0]], torch.tensor([2, 1])), (one_hot[[1]], torch.tensor([1]))]
+    with torch.no_grad():
+        model[1].weight.copy_(torch.eye(3))
+        model[1].bias.zero_()
+    seen = list(predict(model, batches, amp=None))
+    assert [(y.tolist(), p.tolist()) for _, y, p in seen] == [([2, 1], [2, 0]), ([1], [1])] and model.training
+    for _ in predict(model, batches, amp=None):
+        assert not model.training
+        break  # left early: the mode comes back all the same
+    assert model.training

@@ -1,4 +1,4 @@
-"""Figures: the right panels and titles, deterministic PNGs, and confusion counts done by hand."""
+"""Figures: the right panels and titles, deterministic PNGs."""
 
 import io
 from types import SimpleNamespace
@@ -15,7 +15,6 @@ from matplotlib.figure import Figure  # noqa: E402
 from torch import nn  # noqa: E402
 
 from cnnlib.viz import (  # noqa: E402
-    confusion_matrix,
     dataset_grid,
     plot_bars,
     plot_confusion,
@@ -28,12 +27,6 @@ from cnnlib.viz import (  # noqa: E402
 )
 
 NAMES = ["zero", "one", "two"]
-
-
-def png(fig: Figure) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
 
 
 def titles(fig: Figure) -> list[str]:
@@ -73,11 +66,19 @@ def test_show_images_other_inputs():
 
 def test_rendering_is_deterministic_png():
     images = torch.randn(6, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-    first, second = (png(show_images(images, [0, 1, 2, 0, 1, 2], NAMES)) for _ in range(2))
+    first, second = (show_images(images, [0, 1, 2, 0, 1, 2], NAMES).to_png() for _ in range(2))
     assert first.startswith(b"\x89PNG") and first == second
     fig = show_images(images)
-    assert fig._repr_png_().startswith(b"\x89PNG")  # how Jupyter shows it, with or without pyplot
+    assert fig._repr_png_() == fig.to_png()  # how Jupyter shows it, with or without pyplot
     assert repr(fig) == "<Figure size 780x150 with 6 Axes>"  # the text nbval compares: no address
+
+
+def test_png_is_cropped_or_kept_at_the_figures_size():
+    fig = plot_bars(["a", "b"], [1, 2], "x")
+    full = matplotlib.image.imread(io.BytesIO(fig.to_png(crop=False)), format="png")
+    cropped = matplotlib.image.imread(io.BytesIO(fig.to_png()), format="png")
+    assert full.shape[:2] == (round(fig.get_figheight() * fig.dpi), round(fig.get_figwidth() * fig.dpi))
+    assert cropped.shape[:2] != full.shape[:2]
 
 
 class TinyDataset:
@@ -143,22 +144,6 @@ def test_plot_filters_and_feature_maps():
     assert plot_feature_maps(torch.rand(2, 3, 3)).get_suptitle() == "2 feature maps, 3x3"
     with pytest.raises(ValueError, match="feature maps"):
         plot_feature_maps(torch.rand(2, 2, 3, 3))
-
-
-def test_confusion_matrix_counts_by_hand():
-    model = nn.Linear(3, 3)  # logits = x: each input is the one-hot of the prediction
-    with torch.no_grad():
-        model.weight.copy_(torch.eye(3))
-        model.bias.zero_()
-    predicted = [torch.tensor([0, 1, 2, 2]), torch.tensor([1, 1, 0])]
-    true = [torch.tensor([0, 1, 1, 2]), torch.tensor([1, 0, 0])]
-    loader = [(nn.functional.one_hot(p, 3).float(), y) for p, y in zip(predicted, true)]
-    model.train()
-    counts = confusion_matrix(model, loader, num_classes=3)
-    assert counts.dtype == torch.int64 and counts.device.type == "cpu"
-    assert counts.tolist() == [[2, 1, 0], [0, 2, 1], [0, 0, 1]]  # rows: true, columns: predicted
-    assert model.training  # its mode is given back
-    assert confusion_matrix(nn.Identity(), loader, 3).tolist() == counts.tolist()  # a model with no parameters
 
 
 def test_plot_confusion():

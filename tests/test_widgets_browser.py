@@ -12,7 +12,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,12 +36,6 @@ UPDATE_TIMEOUT_MS = 20_000  # a slider's round trip to the kernel, which redraws
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright: pip install playwright")
 if not CHROMIUM.exists():
     pytest.skip(f"needs Chromium at {CHROMIUM}: apt-get install -y chromium", allow_module_level=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_server(url: str, server: subprocess.Popen, log: Path) -> None:
@@ -85,7 +78,7 @@ def lesson():
 
 
 @pytest.fixture
-def lab(tmp_path, lesson):
+def lab(tmp_path, lesson, free_port):
     """A JupyterLab serving tmp_path/root with the copy of lesson 01; yields its base URL."""
     root, config = tmp_path / "root", tmp_path / "config"
     root.mkdir()
@@ -93,7 +86,7 @@ def lab(tmp_path, lesson):
     write_settings(config, "apputils-extension", "notification",  # no news or update toasts
                    {"fetchNews": "false", "checkForUpdates": False, "doNotDisturbMode": True})
     write_settings(config, "notebook-extension", "tracker", {"windowingMode": "none"})  # every cell in the DOM
-    port = free_port()
+    port = free_port
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",

@@ -29,7 +29,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from cnnlib.layers import LocalResponseNorm, checked_forward, sequential_out_size
+from cnnlib.input_checks import checked_forward
+from cnnlib.layers import LocalResponseNorm, sequential_out_size
 
 __all__ = ["AlexNet", "LAYOUTS", "ACTIVATIONS"]
 
