@@ -1,0 +1,26 @@
+"""The lessons' headline experiments: ``python -m cnnlib.experiments NAME`` (``--list`` names them).
+
+Each experiment is a module with its protocol and sizing in its docstring; all follow
+``protocol`` (55,000 training images, a fixed 5,000-image validation split for every choice,
+the test set for the final figure, 3 seeds) and write ``results/NAME.json`` (``results``).
+"""
+
+from __future__ import annotations
+
+import difflib
+
+from cnnlib.experiments import relu_tanh
+from cnnlib.experiments.runner import Experiment, run_experiment
+
+EXPERIMENTS: dict[str, Experiment] = {module.EXPERIMENT.name: module.EXPERIMENT for module in (relu_tanh,)}
+
+__all__ = ["EXPERIMENTS", "Experiment", "get_experiment", "run_experiment"]
+
+
+def get_experiment(name: str) -> Experiment:
+    """The experiment called ``name``."""
+    if name not in EXPERIMENTS:
+        close = difflib.get_close_matches(name, EXPERIMENTS, n=3)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(f"unknown experiment {name!r}.{hint} Known: {', '.join(EXPERIMENTS)} (--list describes them)")
+    return EXPERIMENTS[name]
