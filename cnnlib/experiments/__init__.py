@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import difflib
 
-from cnnlib.experiments import relu_tanh
+from cnnlib.experiments import alexnet_tricks, bag_of_tricks, d2l_accuracy, degradation, relu_tanh
 from cnnlib.experiments.runner import Experiment, run_experiment
 
-EXPERIMENTS: dict[str, Experiment] = {module.EXPERIMENT.name: module.EXPERIMENT for module in (relu_tanh,)}
+EXPERIMENTS: dict[str, Experiment] = {experiment.name: experiment for experiment in (
+    relu_tanh.EXPERIMENT, alexnet_tricks.EXPERIMENT, d2l_accuracy.GOOGLENET, degradation.EXPERIMENT,
+    d2l_accuracy.RESNET18, bag_of_tricks.EXPERIMENT)}
 
 __all__ = ["EXPERIMENTS", "Experiment", "get_experiment", "run_experiment"]
 

@@ -90,18 +90,23 @@ class Splits:
         """(train, val, test) loaders on the CPU; the training order and augmentation follow ``seed``."""
         train = DeviceLoader(self.train, batch_size, shuffle=True, augment=augment, resize=resize, seed=seed,
                              device="cpu")
-        val = DeviceLoader(self.val, EVAL_BATCH, shuffle=False, resize=resize, device="cpu")
-        test = DeviceLoader(self.test, EVAL_BATCH, shuffle=False, resize=resize, device="cpu")
-        return train, val, test
+        return train, self.eval_loader("val", resize), self.eval_loader("test", resize)
+
+    def eval_loader(self, split: str, resize: int | None = None) -> DeviceLoader:
+        """A loader for measuring accuracy on ``split`` ("train", "val" or "test"): in order, no augmentation."""
+        return DeviceLoader(getattr(self, split), EVAL_BATCH, shuffle=False, resize=resize, device="cpu")
 
 
 def train_and_record(model: nn.Module, loaders: tuple[DeviceLoader, DeviceLoader, DeviceLoader], epochs: int,
-                     **fit_args) -> tuple[dict, nn.Module]:
+                     train_eval: DeviceLoader | None = None, **fit_args) -> tuple[dict, nn.Module]:
     """Train with ``cnnlib.train.fit`` (validation after each epoch), then measure the test accuracy once.
 
     Returns the run's measurements (``train_examples``, per-epoch ``train_loss``, ``train_error``,
     ``val_acc``, ``lr``, ``epoch_seconds``; final ``test_acc``; ``seconds`` of the whole run)
-    and the trained model. Runs in fp32 (``amp=None``) so that CPUs with and without bfloat16
+    and the trained model. With ``train_eval`` (``Splits.eval_loader("train")``) also the final
+    ``train_acc_eval``: the trained model's accuracy on the training images in eval mode, without
+    dropout, augmentation or mixup, which the running ``train_error`` includes; the honest side
+    of a train-test gap. Runs in fp32 (``amp=None``) so that CPUs with and without bfloat16
     compute the same arithmetic.
     """
     train, val, test = loaders
@@ -110,6 +115,7 @@ def train_and_record(model: nn.Module, loaders: tuple[DeviceLoader, DeviceLoader
     if history.interrupted:
         raise KeyboardInterrupt  # an interrupted run is not a result: the runner stops without saving it
     test_acc = evaluate(model, test, amp=None)
+    extra = {} if train_eval is None else {"train_acc_eval": evaluate(model, train_eval, amp=None)}
     return {
         "train_examples": train.num_examples,
         "epochs": epochs,
@@ -120,6 +126,7 @@ def train_and_record(model: nn.Module, loaders: tuple[DeviceLoader, DeviceLoader
         "lr": history.lr,
         "epoch_seconds": history.seconds,
         "seconds": time.perf_counter() - began,
+        **extra,
     }, model
 
 
