@@ -21,6 +21,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -163,3 +164,54 @@ class ResultsFile:
 def load(path: str | os.PathLike) -> dict:
     """A results file as a dict (see the module docstring for its keys)."""
     return json.loads(Path(path).read_text())
+
+
+def problems(data: dict, min_seeds: int = 3, min_train_examples: int = 50_000) -> list[str]:
+    """What is wrong with a results document, as sentences (empty: it holds to the schema).
+
+    Beyond the keys: a clean 40-hex commit, a machine record, an ISO ``created``, runs that are
+    not smoke runs, no (config, seed) twice, per-epoch lists as long as the run's epochs (a
+    diverged run has none and ``test_acc`` None), accuracies in [0, 1], at least
+    ``min_seeds`` seeds per configuration and ``min_train_examples`` training examples per run.
+    """
+    found = [f"missing top-level key {key!r}" for key in TOP_KEYS if key not in data]
+    if found:
+        return found
+    if not re.fullmatch(r"[0-9a-f]{40}", str(data["commit"])):
+        found.append(f"commit {data['commit']!r} is not a clean 40-hex commit")
+    found += [f"machine lacks {key!r}" for key in MACHINE_KEYS if key not in data["machine"]]
+    try:
+        datetime.datetime.fromisoformat(data["created"])
+    except (TypeError, ValueError):
+        found.append(f"created {data['created']!r} is not an ISO 8601 time")
+    if data.get("smoke"):
+        found.append("these are smoke runs, not results")
+    seeds: dict[str, set] = {}
+    for i, run in enumerate(data["runs"]):
+        missing = [key for key in RUN_KEYS if key not in run]
+        if missing:
+            found.append(f"run {i} lacks {missing}")
+            continue
+        key = json.dumps(run["config"], sort_keys=True)
+        if run["seed"] in seeds.setdefault(key, set()):
+            found.append(f"run {i}: config {key} with seed {run['seed']} appears twice")
+        seeds[key].add(run["seed"])
+        if run["train_examples"] < min_train_examples:
+            found.append(f"run {i} trained on {run['train_examples']} examples, fewer than {min_train_examples}")
+        lengths = {len(run[k]) for k in ("train_loss", "train_error", "val_acc")}
+        if run.get("diverged"):
+            if run["test_acc"] is not None or lengths != {0}:
+                found.append(f"run {i} diverged but holds figures")
+            continue
+        if lengths != {run.get("epochs", len(run["train_loss"]))} or not lengths - {0}:
+            found.append(f"run {i}: per-epoch lists of lengths {sorted(lengths)} for {run.get('epochs')} epochs")
+        accuracies = [run["test_acc"], *run["val_acc"], *run["train_error"]]
+        if not all(isinstance(a, (int, float)) and 0 <= a <= 1 for a in accuracies):
+            found.append(f"run {i}: an accuracy or error outside [0, 1]")
+        if not run["seconds"] > 0:
+            found.append(f"run {i}: seconds {run['seconds']} is not positive")
+    found += [f"config {key} has {len(s)} seeds, fewer than {min_seeds}" for key, s in seeds.items()
+              if len(s) < min_seeds]
+    if not data["runs"]:
+        found.append("no runs")
+    return found
