@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.list:
         for experiment in EXPERIMENTS.values():
             configs = experiment.configs(Scale.of(False))
-            print(f"{experiment.name:<16} lesson {experiment.lesson}  {len(configs)} configurations  "
+            n = len(configs)
+            print(f"{experiment.name:<16} lesson {experiment.lesson}  {n:>2} configuration{'s' * (n != 1):<1}  "
                   f"{experiment.claim}")
         return
     try:

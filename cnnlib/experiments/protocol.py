@@ -4,7 +4,8 @@
   training and a class-balanced 5,000 (500 per class) for validation. Every choice an
   experiment makes (learning rate, epochs, teacher) is made on the validation split; the
   10,000 test images are used only for the final figure.
-- A run is ``cnnlib.train.fit`` with the validation loader in the place of the test loader,
+- A run is ``cnnlib.train.fit`` on the CPU in fp32 (the results are those of a CPU; no GPU is
+  needed) with the validation loader in the place of the test loader,
   so that ``val_acc`` is recorded after every epoch, then one ``evaluate`` on the test set.
   ``train_error`` and ``train_loss`` are fit's running figures over each epoch (the model
   changes during the epoch; dropout and augmentation are on), as the papers' training curves.
