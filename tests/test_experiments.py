@@ -11,12 +11,12 @@ from dataclasses import replace
 import pytest
 import torch
 
-from cnnlib.experiments import EXPERIMENTS, get_experiment, run_experiment
+from cnnlib.experiments import EXPERIMENTS, get_experiment, load_results, run_experiment
 from cnnlib.experiments import bag_of_tricks, d2l_accuracy, degradation, relu_tanh
 from cnnlib.experiments.__main__ import main
 from cnnlib.experiments.protocol import Scale, Splits, epochs_to_reach, train_val_split
 from cnnlib.experiments.results import ResultsFile, ResultsMismatch, load, machine, problems, write_json_atomic
-from cnnlib.experiments.stats import interval, summary
+from cnnlib.experiments.stats import curves, interval, summary
 from cnnlib.data import fashion_mnist
 from cnnlib.models.resnet import cifar_resnet
 from cnnlib.tricks import warmup_cosine_factor
@@ -160,6 +160,21 @@ def test_summary_groups_runs_by_configuration():
     rows = summary(runs)
     assert [(r["config"], r["seeds"]) for r in rows] == [({"a": 1}, 3), ({"a": 2}, 3)]
     assert rows[1]["test_acc"]["mean"] == pytest.approx(0.71)
+
+
+def test_curves_average_each_epoch_over_seeds():
+    runs = [{"config": {"a": 1}, "seed": s, "train_error": [0.5 + s / 10, 0.2]} for s in range(3)]
+    runs.append({"config": {"a": 2}, "seed": 0, "train_error": []})  # diverged: no curve
+    (row,) = curves(runs)
+    assert row["seeds"] == 3 and row["mean"] == pytest.approx([0.6, 0.2]) and row["std"] == pytest.approx([0.1, 0.0])
+
+
+def test_load_results_says_how_to_make_a_missing_file(monkeypatch, tmp_path):
+    monkeypatch.setattr("cnnlib.experiments.RESULTS", tmp_path)
+    with pytest.raises(FileNotFoundError, match="python -m cnnlib.experiments degradation"):
+        load_results("degradation")
+    write_json_atomic(tmp_path / "degradation.json", {"experiment": "degradation"})
+    assert load_results("degradation") == {"experiment": "degradation"}
 
 
 def fake_run(activation, lr, seed, train_error, val_acc):

@@ -2,15 +2,13 @@
 an experiment without its file yet is reported as skipped, with the command that makes it."""
 
 import json
-from pathlib import Path
 
 import pytest
 
-from cnnlib.experiments import EXPERIMENTS
+from cnnlib.experiments import EXPERIMENTS, RESULTS
 from cnnlib.experiments.protocol import Scale
 from cnnlib.experiments.results import problems
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
 FILES = sorted(RESULTS.glob("*.json"))
 
 

@@ -8,15 +8,19 @@ the test set for the final figure, 3 seeds) and write ``results/NAME.json`` (``r
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 
 from cnnlib.experiments import alexnet_tricks, bag_of_tricks, d2l_accuracy, degradation, relu_tanh
+from cnnlib.experiments.results import load
 from cnnlib.experiments.runner import Experiment, run_experiment
 
 EXPERIMENTS: dict[str, Experiment] = {experiment.name: experiment for experiment in (
     relu_tanh.EXPERIMENT, alexnet_tricks.EXPERIMENT, d2l_accuracy.GOOGLENET, degradation.EXPERIMENT,
     d2l_accuracy.RESNET18, bag_of_tricks.EXPERIMENT)}
 
-__all__ = ["EXPERIMENTS", "Experiment", "get_experiment", "run_experiment"]
+__all__ = ["EXPERIMENTS", "Experiment", "get_experiment", "load_results", "run_experiment"]
+
+RESULTS = Path(__file__).resolve().parents[2] / "results"
 
 
 def get_experiment(name: str) -> Experiment:
@@ -26,3 +30,12 @@ def get_experiment(name: str) -> Experiment:
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         raise ValueError(f"unknown experiment {name!r}.{hint} Known: {', '.join(EXPERIMENTS)} (--list describes them)")
     return EXPERIMENTS[name]
+
+
+def load_results(name: str) -> dict:
+    """The committed results of experiment ``name`` (``results/NAME.json`` of the repository)."""
+    path = RESULTS / f"{get_experiment(name).name}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist yet: run python -m cnnlib.experiments {name} "
+                                f"(about the time its docstring says), or take the committed file")
+    return load(path)

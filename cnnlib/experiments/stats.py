@@ -56,3 +56,19 @@ def summary(runs: Iterable[dict], metrics: dict[str, Callable[[dict], float]] | 
         row.update({name: interval(metric(run) for run in group) for name, metric in metrics.items()})
         rows.append(row)
     return rows
+
+
+def curves(runs: Iterable[dict], key: str = "train_error") -> list[dict]:
+    """Per configuration, a per-epoch curve (``key``: train_error, train_loss or val_acc) over seeds:
+    ``{config, seeds, mean: [...], std: [...]}`` with the sample standard deviation per epoch
+    (NaN for one seed), for plotting with error bars. Diverged runs (no curve) are left out."""
+    rows = []
+    for group in group_runs(runs).values():
+        finished = [run[key] for run in group if run[key]]
+        if not finished:
+            continue
+        per_epoch = list(zip(*finished))
+        rows.append({"config": group[0]["config"], "seeds": len(finished),
+                     "mean": [statistics.fmean(values) for values in per_epoch],
+                     "std": [statistics.stdev(values) if len(values) > 1 else math.nan for values in per_epoch]})
+    return rows
