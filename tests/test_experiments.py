@@ -138,6 +138,8 @@ def test_validation_split_is_fixed_balanced_and_disjoint():
     assert torch.equal(val.data, again_val.data) and torch.equal(train.targets, again_train.targets)
     together = torch.cat([train.data, val.data]).flatten(1)
     assert len(torch.unique(together, dim=0)) == len(torch.unique(full.data.flatten(1), dim=0))
+    with pytest.raises(ValueError, match="val_size must be between 1 and 59999, got 60000"):
+        train_val_split(full, val_size=60_000)
 
 
 def test_epochs_to_reach_interpolates_from_chance():
