@@ -114,6 +114,7 @@ def test_json_writes_are_atomic(tmp_path):
         write_json_atomic(path, {"runs": [object()]})  # fails halfway through the dump
     assert json.loads(path.read_text()) == {"runs": [1]}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temporary file left
+    assert path.stat().st_mode & 0o777 == 0o644
 
 
 def test_schema_problems_are_named():

@@ -46,6 +46,7 @@ def write_json_atomic(path: str | os.PathLike, data: dict) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
+            os.fchmod(f.fileno(), 0o644)  # mkstemp makes it private; a results file is for everyone to read
             json.dump(data, f, indent=1)
             f.write("\n")
             f.flush()
