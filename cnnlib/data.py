@@ -168,7 +168,11 @@ def random_crop(x: Tensor, padding: int, generator: torch.Generator) -> Tensor:
     rows = (dy + torch.arange(h, device=x.device))[:, :, None]  # [B, H, 1]
     cols = (dx + torch.arange(w, device=x.device))[:, None, :]  # [B, 1, W]
     batch = torch.arange(b, device=x.device)[:, None, None]
-    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
+    crops = padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+    # Copied into NCHW strides: for one channel, .contiguous() would keep the NHWC strides (it ignores
+    # size-1 dimensions), the convolutions would then run channels_last, and torch 2.14's CPU backward
+    # of a 1x1 stride-2 convolution with 4 input channels corrupts memory on such input.
+    return crops.clone(memory_format=torch.contiguous_format)
 
 
 def random_hflip(x: Tensor, generator: torch.Generator, p: float = 0.5) -> Tensor:

@@ -161,3 +161,11 @@ def test_tanh_replaces_every_relu():
     assert count(tanh) == count(relu)
     with pytest.raises(ValueError, match="unknown activation 'gelu'"):
         AlexNet("small", activation="gelu")
+
+
+def test_channels_and_hidden_resize_the_layout():
+    model = AlexNet("small", channels=(16, 32, 48, 48, 32), hidden=256)
+    convs, linears = [m for m in weighted(model) if isinstance(m, nn.Conv2d)], weighted(model)[5:]
+    assert [c.out_channels for c in convs] == [16, 32, 48, 48, 32]
+    assert [(m.in_features, m.out_features) for m in linears] == [(32 * 2 * 2, 256), (256, 256), (256, 10)]
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)

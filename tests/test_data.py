@@ -173,6 +173,12 @@ def test_augment_keeps_the_resized_shape(fashion_test):
     assert x.shape == (16, 1, 40, 40)
 
 
+def test_augmented_batches_have_nchw_strides(fashion_test):
+    """One-channel crops with NHWC strides would make the convolutions run channels_last."""
+    x, _ = next(iter(DeviceLoader(fashion_test, 16, shuffle=True, augment=True, device="cpu")))
+    assert x.stride() == (28 * 28, 28 * 28, 28, 1)
+
+
 def test_missing_files_say_what_to_put_where(tmp_path, offline, monkeypatch):
     monkeypatch.setenv("CNNLIB_DATA", str(tmp_path))
     with pytest.raises(DataUnavailable) as error:

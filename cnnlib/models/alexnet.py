@@ -70,6 +70,7 @@ class AlexNet(nn.Module):
 
     ``input_size`` is the image side that the classifier is sized for (the torchvision layout's
     adaptive pool takes any side from 63 up); ``groups=1`` undoes the two-GPU split;
+    ``channels`` (the five convolutions' widths) and ``hidden`` (the fully-connected width) resize it;
     ``activation`` is "relu" (the paper's) or "tanh".
     """
 
@@ -84,6 +85,8 @@ class AlexNet(nn.Module):
         overlap: bool | None = None,
         dropout: float | None = None,
         groups: int | None = None,
+        channels: tuple[int, int, int, int, int] | None = None,
+        hidden: int | None = None,
         activation: str = "relu",
     ) -> None:
         super().__init__()
@@ -96,6 +99,7 @@ class AlexNet(nn.Module):
         overrides = dict(
             num_classes=num_classes, in_channels=in_channels, input_size=input_size,
             lrn=lrn, overlap=overlap, dropout=dropout, groups=groups,
+            channels=None if channels is None else tuple(channels), hidden=hidden,
         )  # fmt: skip
         cfg = replace(LAYOUTS[layout], **{k: v for k, v in overrides.items() if v is not None})
         self.layout, self.in_channels, self.input_size = layout, cfg.in_channels, cfg.input_size

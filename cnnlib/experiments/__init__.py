@@ -1,0 +1,41 @@
+"""The lessons' headline experiments: ``python -m cnnlib.experiments NAME`` (``--list`` names them).
+
+Each experiment is a module with its protocol and sizing in its docstring; all follow
+``protocol`` (55,000 training images, a fixed 5,000-image validation split for every choice,
+the test set for the final figure, 3 seeds) and write ``results/NAME.json`` (``results``).
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+from cnnlib.experiments import alexnet_tricks, bag_of_tricks, d2l_accuracy, degradation, relu_tanh
+from cnnlib.experiments.results import load
+from cnnlib.experiments.runner import Experiment, run_experiment
+
+EXPERIMENTS: dict[str, Experiment] = {experiment.name: experiment for experiment in (
+    relu_tanh.EXPERIMENT, alexnet_tricks.EXPERIMENT, d2l_accuracy.GOOGLENET, degradation.EXPERIMENT,
+    d2l_accuracy.RESNET18, bag_of_tricks.EXPERIMENT)}
+
+__all__ = ["EXPERIMENTS", "Experiment", "get_experiment", "load_results", "run_experiment"]
+
+RESULTS = Path(__file__).resolve().parents[2] / "results"
+
+
+def get_experiment(name: str) -> Experiment:
+    """The experiment called ``name``."""
+    if name not in EXPERIMENTS:
+        close = difflib.get_close_matches(name, EXPERIMENTS, n=3)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(f"unknown experiment {name!r}.{hint} Known: {', '.join(EXPERIMENTS)} (--list describes them)")
+    return EXPERIMENTS[name]
+
+
+def load_results(name: str) -> dict:
+    """The committed results of experiment ``name`` (``results/NAME.json`` of the repository)."""
+    path = RESULTS / f"{get_experiment(name).name}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist yet: run python -m cnnlib.experiments {name} "
+                                f"(about the time its docstring says), or take the committed file")
+    return load(path)

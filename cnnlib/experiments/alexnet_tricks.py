@@ -1,0 +1,62 @@
+"""Lesson 02: AlexNet's local response normalisation, overlapping pooling and dropout, each removed.
+
+The paper (Krizhevsky et al., 2012): LRN lowers the top-1 / top-5 error by 1.4 / 1.2 points
+(section 3.3), overlapping pooling by 0.4 / 0.3 (section 3.4); dropout "reduces overfitting
+substantially" and "roughly doubles the number of iterations required to converge" (section 4.2).
+``cnnlib.references.ALEXNET`` holds those figures with their source.
+
+Protocol.
+- Network: AlexNet's ``small`` layout for 28x28 images at its native resolution (no upscaling),
+  at half its widths: convolutions 16-32-48-48-32, fully-connected 256-256; LRN (n = 5, alpha =
+  1e-4, beta = 0.75, k = 2) after the first two convolutions, 3x3 / stride 2 max-pooling,
+  dropout 0.5 in the two hidden fully-connected layers: the paper's three choices.
+- Configurations: all three; without LRN; with 2x2 / stride 2 pooling instead of overlapping;
+  without dropout. 3 seeds each.
+- Training: the paper's SGD (momentum 0.9, weight decay 5e-4, batch 128, learning rate 0.01),
+  decayed by a cosine to 0 over 8 epochs so that the training accuracy has flattened by the end
+  (the paper divides by 10 when the validation error stops improving); no augmentation, so that
+  overfitting, what dropout acts on, is not hidden by it; 55,000 training images.
+- Report: test error with its 95% interval over seeds, the train-test gap (``train_acc_eval``:
+  the trained network on the training images in eval mode, minus the test accuracy) and the
+  training-error curves (how much longer dropout takes to converge).
+
+Sizing (this project's AMD EPYC, AVX2, one thread of a shared machine): 110 CPU-seconds per epoch
+with LRN, 58 without; 4 configurations x 3 seeds x 8 epochs is about 9,500 CPU-seconds with the
+evaluations: about 90 minutes on an idle 2-core machine.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from cnnlib.experiments.protocol import Scale, train_and_record
+from cnnlib.experiments.runner import Context, Experiment
+from cnnlib.models import get_model
+
+CHANNELS, HIDDEN, EPOCHS, BATCH, LR, WEIGHT_DECAY = (16, 32, 48, 48, 32), 256, 8, 128, 0.01, 5e-4
+ALL_THREE = {"lrn": True, "overlap": True, "dropout": 0.5}
+
+
+def protocol(scale: Scale) -> dict:
+    channels, hidden, epochs = ((4, 8, 8, 8, 8), 16, 1) if scale.smoke else (CHANNELS, HIDDEN, EPOCHS)
+    return {"channels": list(channels), "hidden": hidden, "epochs": epochs, "batch_size": BATCH, "lr": LR,
+            "momentum": 0.9, "weight_decay": WEIGHT_DECAY, "schedule": "cosine", "augment": False}
+
+
+def configs(scale: Scale) -> list[dict]:
+    return [ALL_THREE, {**ALL_THREE, "lrn": False}, {**ALL_THREE, "overlap": False}, {**ALL_THREE, "dropout": 0.0}]
+
+
+def run(config: dict, seed: int, context: Context) -> dict:
+    p = protocol(context.scale)
+    model = get_model("alexnet", layout="small", channels=tuple(p["channels"]), hidden=p["hidden"], **config)
+    loaders = context.splits.loaders(BATCH, seed)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9, weight_decay=WEIGHT_DECAY)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, p["epochs"] * len(loaders[0]))
+    record, _ = train_and_record(model, loaders, p["epochs"], context.splits.eval_loader("train"),
+                                 optimizer=optimizer, scheduler=scheduler)
+    return record
+
+
+EXPERIMENT = Experiment("alexnet_tricks", "02", "LRN, overlapping pooling and dropout: what each removal costs",
+                        configs, run, protocol, __doc__)

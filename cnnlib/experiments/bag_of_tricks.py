@@ -1,0 +1,128 @@
+"""Lesson 06: what each "Bag of Tricks" refinement buys, alone and stacked (He et al., 2018, Tables 5-6).
+
+Protocol.
+- Student: a ResNet of four stages of one basic block at widths w, 2w, 4w, 8w (w = 8), 3x3 stem
+  without max-pool (``cnnlib.models.resnet.ResNet``, 28 -> 28 -> 14 -> 7 -> 4); ResNet-D: the deep
+  3x3 stem (w/2, w/2, w) and the average-pool shortcut. Teacher: the ResNet-D with two blocks per
+  stage (9.1 M multiply-accumulates per image against 5.2 M for the ResNet-D student and 3.3 M for
+  the baseline; the paper distils ResNet-152-D into ResNet-50-D, about 2.6 times its
+  multiply-accumulates), trained with every trick but distillation.
+- Baseline recipe (the paper's section 2, scaled): SGD, momentum 0.9, weight decay 1e-4, batch 128,
+  learning rate 0.1 x 128 / 256 = 0.05 (the linear scaling rule), divided by 10 after 1/4, 1/2
+  and 3/4 of the steps (the paper: epochs 30, 60, 90 of 120); random crops (4 pixels of padding)
+  and horizontal flips; 5 epochs on the 55,000 training images.
+- Configurations: the baseline; each change alone (ResNet-D; linear warmup over the first 5/120
+  of the steps, as the paper's 5 of 120 epochs; cosine decay in place of the steps; zero gamma;
+  no bias decay; label smoothing 0.1; mixup with alpha 0.2; distillation with T = 20 from the
+  teacher); the teacher; all of them stacked. 3 seeds each.
+- The teacher used by distillation is the teacher run with the highest final validation
+  accuracy (``best_teacher``): a choice made on the validation split; its weights are kept in
+  ``results/bag_of_tricks.artifacts/``.
+- Report: per configuration, the test accuracy's mean and 95% interval over seeds and its
+  difference from the baseline; a difference whose interval contains 0 is within the noise.
+  ``train_acc_eval`` (eval mode, no augmentation or mixup) gives the train-test gap.
+
+Sizing (this project's AMD EPYC, AVX2, one thread of a shared machine, CPU-seconds per epoch):
+student 73, ResNet-D 99, teacher 136, a distilled student about 120 (the teacher's forward pass
+included). 11 configurations x 3 seeds x 5 epochs: about 15,000 CPU-seconds, about 2.5 hours on
+an idle 2-core machine: over the 90-minute target, because five epochs is already the least in
+which mixup and label smoothing are not simply cut short; the runs record their real seconds.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from cnnlib.ablation import DISTILLATION, MODEL_TWEAK
+from cnnlib.experiments.protocol import Scale, train_and_record
+from cnnlib.experiments.runner import Context, Experiment
+from cnnlib.models.resnet import BasicBlock, ResNet
+from cnnlib.tricks import linear_scaled_lr, training_recipe, warmup_cosine_factor
+
+WIDTH, EPOCHS, BATCH, WEIGHT_DECAY = 8, 5, 128, 1e-4
+STEP_MILESTONES, WARMUP_FRACTION, TEMPERATURE = (0.25, 0.5, 0.75), 5 / 120, 20.0
+SINGLE = (MODEL_TWEAK, "warmup", "cosine", "zero-gamma", "no-bias-decay", "label-smoothing", "mixup")
+TEACHER_CHANGES = [MODEL_TWEAK, "warmup", "cosine", "zero-gamma", "no-bias-decay", "label-smoothing", "mixup"]
+
+
+def network(width: int, resnet_d: bool, blocks: int = 1) -> ResNet:
+    """The student (``blocks=1``) or the teacher (``blocks=2``), with or without the ResNet-D tweak."""
+    stem = dict(stem_type="deep", avg_down=True, stem_width=width // 2) if resnet_d else dict(stem_width=width)
+    return ResNet(BasicBlock, (blocks,) * 4, 10, 1, widths=(width, 2 * width, 4 * width, 8 * width),
+                  small_input=True, **stem)
+
+
+def schedule_factor(step: int, total_steps: int, warmup_steps: int, cosine: bool) -> float:
+    """The learning-rate multiplier at ``step``: warmup (i / m for batch i <= m) then cosine decay,
+    or the baseline's division by 10 at each of ``STEP_MILESTONES`` (fractions of ``total_steps``)."""
+    if cosine:
+        return warmup_cosine_factor(step, warmup_steps, total_steps)
+    ramp = (step + 1) / warmup_steps if step < warmup_steps else 1.0
+    return ramp * 0.1 ** sum(step >= m * total_steps for m in STEP_MILESTONES)
+
+
+def protocol(scale: Scale) -> dict:
+    width, epochs = (4, 1) if scale.smoke else (WIDTH, EPOCHS)
+    return {"width": width, "epochs": epochs, "batch_size": BATCH, "lr": linear_scaled_lr(BATCH),
+            "weight_decay": WEIGHT_DECAY, "step_milestones": list(STEP_MILESTONES),
+            "warmup_fraction": WARMUP_FRACTION, "temperature": TEMPERATURE, "augment": True}
+
+
+def configs(scale: Scale) -> list[dict]:
+    student = [{"model": "student", "changes": []}]
+    student += [{"model": "student", "changes": [change]} for change in SINGLE]
+    return [*student,
+            {"model": "teacher", "changes": TEACHER_CHANGES},
+            {"model": "student", "changes": [DISTILLATION]},
+            {"model": "student", "changes": [*TEACHER_CHANGES, DISTILLATION]}]
+
+
+def best_teacher(runs: list[dict]) -> dict:
+    """The finished teacher run with the highest final validation accuracy."""
+    teachers = [r for r in runs if r["config"]["model"] == "teacher"]
+    if not teachers:
+        raise RuntimeError("distillation needs a trained teacher, and no teacher run is finished: "
+                           "the teacher configuration must come before it")
+    return max(teachers, key=lambda r: r["val_acc"][-1])
+
+
+def run(config: dict, seed: int, context: Context) -> dict:
+    p = protocol(context.scale)
+    changes, is_teacher = config["changes"], config["model"] == "teacher"
+    model = network(p["width"], MODEL_TWEAK in changes, blocks=2 if is_teacher else 1)
+    teacher, teacher_seed = None, None
+    if DISTILLATION in changes:
+        chosen = best_teacher(context.results.runs)
+        teacher_seed, path = chosen["seed"], context.artifacts / f"teacher-seed{chosen['seed']}.pt"
+        if not path.exists():
+            raise FileNotFoundError(f"the chosen teacher's weights {path} are missing: delete the teacher runs "
+                                    "from the results file so that they are trained again")
+        teacher = network(p["width"], True, blocks=2)
+        teacher.load_state_dict(torch.load(path, weights_only=True))
+    loaders = context.splits.loaders(BATCH, seed, augment=True)
+    steps = p["epochs"] * len(loaders[0])
+    setup = training_recipe(model, [c for c in changes if c not in (MODEL_TWEAK, DISTILLATION, "warmup", "cosine")],
+                            lr=p["lr"], epochs=p["epochs"], steps_per_epoch=len(loaders[0]),
+                            weight_decay=WEIGHT_DECAY, seed=seed, teacher=teacher, temperature=TEMPERATURE)
+    warmup = round(WARMUP_FRACTION * steps) if "warmup" in changes else 0
+    setup["scheduler"] = torch.optim.lr_scheduler.LambdaLR(
+        setup["optimizer"], lambda step: schedule_factor(step, steps, warmup, "cosine" in changes))
+    record, model = train_and_record(model, loaders, p["epochs"], context.splits.eval_loader("train"), **setup)
+    if is_teacher:
+        context.artifacts.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), context.artifacts / f"teacher-seed{seed}.pt")
+    return {**record, "teacher_seed": teacher_seed}
+
+
+def differences(runs: list[dict]) -> dict[str, list[float]]:
+    """Per configuration (its changes joined by "+"), the test accuracy minus the baseline's, seed by seed."""
+    baseline = {r["seed"]: r["test_acc"] for r in runs if r["config"] == {"model": "student", "changes": []}}
+    out: dict[str, list[float]] = {}
+    for r in runs:
+        if r["seed"] in baseline and r["config"]["model"] == "student" and r["config"]["changes"]:
+            out.setdefault("+".join(r["config"]["changes"]), []).append(r["test_acc"] - baseline[r["seed"]])
+    return out
+
+
+EXPERIMENT = Experiment("bag_of_tricks", "06", "each refinement alone and all stacked, against the baseline",
+                        configs, run, protocol, __doc__)

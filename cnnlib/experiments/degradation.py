@@ -1,0 +1,76 @@
+"""Lesson 04: degradation, as He et al. (2015) show it in figures 1 and 6 (section 4.2).
+
+Degradation: a deeper plain network has a *higher training* error than a shallower one, so the
+problem is optimisation, not overfitting. With BatchNorm the forward signals and the gradients
+stay healthy (the paper, section 4.1, checked this): vanishing gradients are not the cause.
+Shortcut connections remove it: residual-56 trains to a lower error than residual-20.
+
+Protocol.
+- Networks: the paper's CIFAR networks of 6n + 2 layers (``cnnlib.models.resnet.ResNet`` with
+  three stages of n basic blocks, a 3x3 stem, no max-pool), at width w, 2w, 4w with w = 8 (the
+  paper: 16); plain (no shortcuts) and residual (option A shortcuts: identity, zero-padded
+  channels where the width doubles, so both twins have the same parameters); depth 20 and 56.
+- Training: SGD, momentum 0.9, weight decay 1e-4, batch 128; learning rate 0.1 (the paper's),
+  reached by a linear warmup over the first half epoch (the paper warms its 110-layer net up at
+  0.01) and decayed by a cosine to 0 at the end of 3 epochs; no augmentation (the question is
+  how well the training set is fitted); 55,000 training images; 3 seeds each.
+- Report: the per-epoch (running) training error of each network, mean and spread over seeds,
+  and ``train_acc_eval`` at the end; degradation is plain-56 above plain-20, and its cure is
+  residual-56 at or below residual-20.
+
+Sizing (this project's AMD EPYC, AVX2, one thread of a shared machine, CPU-seconds per epoch):
+plain-20 96, residual-20 108, plain-56 413, residual-56 406; 4 networks x 3 seeds x 3 epochs is
+about 9,500 CPU-seconds with the evaluations: about 90 minutes on an idle 2-core machine. Three
+epochs are 1,290 iterations, where the paper's figure 6 already separates the curves.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from cnnlib.experiments.protocol import Scale, train_and_record
+from cnnlib.experiments.runner import Context, Experiment
+from cnnlib.models.resnet import BasicBlock, ResNet
+from cnnlib.tricks import warmup_cosine
+
+WIDTH, EPOCHS, BATCH, LR, WEIGHT_DECAY, WARMUP_EPOCHS = 8, 3, 128, 0.1, 1e-4, 0.5
+SHORTCUTS = {"plain": "none", "residual": "zero_pad"}
+
+
+def cifar_network(depth: int, kind: str, width: int = WIDTH) -> ResNet:
+    """The paper's 6n + 2-layer CIFAR network at stage widths (w, 2w, 4w): ``cifar_resnet`` when w = 16."""
+    if kind not in SHORTCUTS:
+        raise ValueError(f"kind must be one of {sorted(SHORTCUTS)}, got {kind!r}")
+    if depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"depth must be 6n + 2 (20, 32, 44, 56, 110, ...), got {depth}")
+    n = (depth - 2) // 6
+    return ResNet(BasicBlock, (n, n, n), 10, 1, widths=(width, 2 * width, 4 * width), stem_width=width,
+                  small_input=True, shortcut=SHORTCUTS[kind])
+
+
+def protocol(scale: Scale) -> dict:
+    width, epochs = (4, 1) if scale.smoke else (WIDTH, EPOCHS)
+    return {"width": width, "epochs": epochs, "batch_size": BATCH, "lr": LR, "momentum": 0.9,
+            "weight_decay": WEIGHT_DECAY, "warmup_epochs": WARMUP_EPOCHS, "schedule": "warmup, cosine",
+            "augment": False}
+
+
+def configs(scale: Scale) -> list[dict]:
+    depths = (8, 14) if scale.smoke else (20, 56)
+    return [{"kind": kind, "depth": depth} for kind in SHORTCUTS for depth in depths]
+
+
+def run(config: dict, seed: int, context: Context) -> dict:
+    p = protocol(context.scale)
+    model = cifar_network(config["depth"], config["kind"], p["width"])
+    loaders = context.splits.loaders(BATCH, seed)
+    steps_per_epoch = len(loaders[0])
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9, weight_decay=WEIGHT_DECAY)
+    scheduler = warmup_cosine(optimizer, round(WARMUP_EPOCHS * steps_per_epoch), p["epochs"] * steps_per_epoch)
+    record, _ = train_and_record(model, loaders, p["epochs"], context.splits.eval_loader("train"),
+                                 optimizer=optimizer, scheduler=scheduler)
+    return record
+
+
+EXPERIMENT = Experiment("degradation", "04", "plain-56 trains worse than plain-20; residual-56 does not",
+                        configs, run, protocol, __doc__)

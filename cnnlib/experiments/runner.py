@@ -1,0 +1,87 @@
+"""An experiment as data (its configurations and how to run one) and the resumable loop over them.
+
+The loop goes configuration by configuration, seed by seed, in the order the experiment lists
+them (so a configuration may use the finished runs of those before it, as distillation uses
+its teacher's), skips every (configuration, seed) already in the results file, and writes the
+file after each run. Ctrl-C (or a kill) loses at most the run in progress.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from cnnlib.experiments.protocol import Scale, Splits
+from cnnlib.experiments.results import ResultsFile
+from cnnlib.experiments.stats import config_label
+from cnnlib.train import seed_everything
+
+
+@dataclass
+class Context:
+    """What a run may use besides its configuration and seed: the data, the scale, the runs
+    finished so far (``results.runs``) and a folder for weights that later runs need."""
+
+    splits: Splits
+    scale: Scale
+    results: ResultsFile
+    artifacts: Path
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A lesson's experiment: ``configs(scale)`` lists the configurations (dicts of JSON values),
+    ``run(config, seed, context)`` trains one and returns its record (``results.RUN_KEYS``
+    except config and seed); ``protocol(scale)``: the settings shared by every configuration
+    (widths, epochs, batch), kept in the results file so that a changed protocol cannot be
+    resumed into old runs. The protocol and its sizing are in ``doc``, the module's docstring."""
+
+    name: str
+    lesson: str
+    claim: str
+    configs: Callable[[Scale], list[dict]]
+    run: Callable[[dict, int, Context], dict]
+    protocol: Callable[[Scale], dict]
+    doc: str
+
+
+def artifacts_dir(out: str | os.PathLike) -> Path:
+    """Where an experiment keeps weights beside its results file ``out``: ``NAME.artifacts/``."""
+    out = Path(out)
+    return out.with_name(out.stem + ".artifacts")
+
+
+def describe(record: dict) -> str:
+    """One line about a finished run: its final figures, or why it has none."""
+    if record.get("diverged"):
+        return f"diverged after {record['seconds']:.0f} s"
+    return (f"test acc {record['test_acc']:.4f}, final train error {record['train_error'][-1]:.4f}, "
+            f"{record['seconds']:.0f} s")
+
+
+def run_experiment(experiment: Experiment, out: str | os.PathLike, seeds: int = 3, smoke: bool = False,
+                   command: str = "", splits: Splits | None = None, progress: bool = True) -> ResultsFile:
+    """Run every (configuration, seed) of ``experiment`` not yet in ``out``; return the results."""
+    if seeds < 1:
+        raise ValueError(f"seeds must be at least 1, got {seeds}")
+    scale = Scale.of(smoke)
+    results = ResultsFile(out, experiment.name, command, smoke, experiment.protocol(scale))
+    todo = [(config, seed) for config in experiment.configs(scale) for seed in range(seeds)
+            if not results.has(config, seed)]
+    total = len(experiment.configs(scale)) * seeds
+    if not todo:
+        return results
+    context = Context(splits or Splits.load(scale), scale, results, artifacts_dir(out))
+    with tqdm(total=total, initial=total - len(todo), desc=experiment.name, unit="run", disable=not progress) as bar:
+        for config, seed in todo:
+            bar.set_postfix_str(f"{config_label(config)}, seed {seed}")
+            seed_everything(seed)
+            record = experiment.run(config, seed, context)
+            results.add({"config": config, "seed": seed, **record})
+            bar.update()
+            bar.write(f"{config_label(config)}, seed {seed}: {describe(record)}")
+    return results

@@ -1,0 +1,257 @@
+"""The experiments: every one runs at smoke size; the runner resumes without redoing or losing
+runs; results files are written atomically and refuse to mix experiments, protocols or machines;
+the protocol's split and the analyses compute what their docstrings say."""
+
+import json
+import math
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+import torch
+
+from cnnlib.experiments import EXPERIMENTS, get_experiment, load_results, run_experiment
+from cnnlib.experiments import bag_of_tricks, d2l_accuracy, degradation, relu_tanh
+from cnnlib.experiments.__main__ import main
+from cnnlib.experiments.protocol import Scale, Splits, epochs_to_reach, train_val_split
+from cnnlib.experiments.results import ResultsFile, ResultsMismatch, load, machine, problems, write_json_atomic
+from cnnlib.experiments.stats import curves, interval, summary
+from cnnlib.data import fashion_mnist
+from cnnlib.models.resnet import cifar_resnet
+from cnnlib.tricks import warmup_cosine_factor
+
+SMOKE = Scale.of(True)
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return Splits.load(SMOKE)
+
+
+def smoke_problems(data: dict) -> list[str]:
+    """The schema, less what smoke runs cannot have (seeds, examples, a clean commit, smoke=False)."""
+    allowed = ("is not a clean 40-hex commit", "smoke runs", "fewer than")
+    return [p for p in problems(data) if not any(a in p for a in allowed)]
+
+
+@pytest.mark.parametrize("name", list(EXPERIMENTS))
+def test_every_experiment_runs_at_smoke_size(name, splits, tmp_path):
+    experiment = EXPERIMENTS[name]
+    out = tmp_path / f"{name}.json"
+    results = run_experiment(experiment, out, seeds=1, smoke=True, command="test", splits=splits, progress=False)
+    data = load(out)
+    assert data == results.data and smoke_problems(data) == []
+    assert [run["config"] for run in data["runs"]] == experiment.configs(SMOKE)
+    assert data["protocol"] == experiment.protocol(SMOKE) and data["smoke"] is True
+    assert all(run["train_examples"] == SMOKE.train for run in data["runs"])
+
+
+def counting(experiment, fail_at=None):
+    """The experiment with its ``run`` counted, raising KeyboardInterrupt at call number ``fail_at``."""
+    calls = []
+
+    def run(config, seed, context):
+        calls.append((json.dumps(config, sort_keys=True), seed))
+        if len(calls) == fail_at:
+            raise KeyboardInterrupt
+        return experiment.run(config, seed, context)
+
+    return replace(experiment, run=run), calls
+
+
+def test_an_interrupted_experiment_resumes_without_redoing_or_losing_runs(splits, tmp_path):
+    out = tmp_path / "relu_tanh.json"
+    interrupted, calls = counting(relu_tanh.EXPERIMENT, fail_at=3)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(interrupted, out, seeds=2, smoke=True, splits=splits, progress=False)
+    kept = load(out)["runs"]
+    assert len(kept) == 2 == len(calls) - 1
+    resumed, more = counting(relu_tanh.EXPERIMENT)
+    run_experiment(resumed, out, seeds=2, smoke=True, splits=splits, progress=False)
+    runs = load(out)["runs"]
+    assert runs[:2] == kept  # nothing lost, nothing rewritten
+    assert len(runs) == 2 * len(relu_tanh.configs(SMOKE)) and set(more).isdisjoint(calls[:2])
+    assert calls[2] == more[0]  # the interrupted run is the first one done again
+    again, none = counting(relu_tanh.EXPERIMENT)
+    run_experiment(again, out, seeds=2, smoke=True, splits=splits, progress=False)
+    assert none == [] and load(out)["runs"] == runs
+
+
+def test_results_refuse_another_experiment_protocol_or_machine(tmp_path, monkeypatch):
+    out = tmp_path / "r.json"
+    ResultsFile(out, "a", "cmd", smoke=True, protocol={"epochs": 1}).add(
+        {"config": {}, "seed": 0, "train_examples": 1, "train_loss": [1.0], "train_error": [0.5], "val_acc": [0.5],
+         "test_acc": 0.5, "seconds": 1.0})
+    with pytest.raises(ResultsMismatch, match="holds experiment 'a', not 'b'"):
+        ResultsFile(out, "b", "cmd", smoke=True, protocol={"epochs": 1})
+    with pytest.raises(ResultsMismatch, match="protocol"):
+        ResultsFile(out, "a", "cmd", smoke=True, protocol={"epochs": 2})
+    with pytest.raises(ResultsMismatch, match="smoke runs and this is a full run"):
+        ResultsFile(out, "a", "cmd", smoke=False, protocol={"epochs": 1})
+    other = {**machine(), "cpu_capability": "AVX512"}
+    monkeypatch.setattr("cnnlib.experiments.results.machine", lambda: other)
+    with pytest.raises(ResultsMismatch, match="different machines"):
+        ResultsFile(out, "a", "cmd", smoke=True, protocol={"epochs": 1})
+
+
+def test_a_run_is_recorded_once_and_complete(tmp_path):
+    results = ResultsFile(tmp_path / "r.json", "a", "cmd", smoke=True, protocol={})
+    run = {"config": {"x": 1}, "seed": 0, "train_examples": 1, "train_loss": [1.0], "train_error": [0.5],
+           "val_acc": [0.5], "test_acc": 0.5, "seconds": 1.0}
+    with pytest.raises(ValueError, match="needs \\['test_acc'\\]"):
+        results.add({k: v for k, v in run.items() if k != "test_acc"})
+    results.add(run)
+    assert results.has({"x": 1}, 0) and not results.has({"x": 1}, 1)
+    with pytest.raises(ValueError, match="already in"):
+        results.add(run)
+
+
+def test_json_writes_are_atomic(tmp_path):
+    path = tmp_path / "r.json"
+    write_json_atomic(path, {"runs": [1]})
+    with pytest.raises(TypeError):
+        write_json_atomic(path, {"runs": [object()]})  # fails halfway through the dump
+    assert json.loads(path.read_text()) == {"runs": [1]}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temporary file left
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_schema_problems_are_named():
+    good = {"experiment": "x", "command": "c", "commit": "a" * 40, "machine": machine(),
+            "created": "2026-01-01T00:00:00+00:00", "runs": [
+                {"config": {"k": 1}, "seed": s, "train_examples": 55000, "epochs": 1, "train_loss": [0.5],
+                 "train_error": [0.2], "val_acc": [0.8], "test_acc": 0.8, "seconds": 3.0} for s in range(3)]}
+    assert problems(good) == []
+    bad = {**good, "commit": "a" * 40 + "-dirty", "runs": good["runs"][:2] + [{**good["runs"][2], "val_acc": []}]}
+    found = problems(bad)
+    assert any("not a clean" in p for p in found) and any("lengths" in p for p in found)
+    assert any("2 seeds" in p for p in problems({**good, "runs": good["runs"][:2]}))
+    assert problems({k: v for k, v in good.items() if k != "machine"}) == ["missing top-level key 'machine'"]
+
+
+def test_validation_split_is_fixed_balanced_and_disjoint():
+    full = fashion_mnist(train=True)
+    train, val = train_val_split(full)
+    assert (len(train.targets), len(val.targets)) == (55_000, 5_000)
+    assert torch.bincount(val.targets).tolist() == [500] * 10
+    again_train, again_val = train_val_split(full)
+    assert torch.equal(val.data, again_val.data) and torch.equal(train.targets, again_train.targets)
+    together = torch.cat([train.data, val.data]).flatten(1)
+    assert len(torch.unique(together, dim=0)) == len(torch.unique(full.data.flatten(1), dim=0))
+    with pytest.raises(ValueError, match="val_size must be between 1 and 59999, got 60000"):
+        train_val_split(full, val_size=60_000)
+
+
+def test_epochs_to_reach_interpolates_from_chance():
+    assert epochs_to_reach([0.5, 0.2, 0.1], 0.2) == 2.0
+    assert epochs_to_reach([0.5, 0.2, 0.1], 0.15) == pytest.approx(2.5)
+    assert epochs_to_reach([0.5], 0.7) == pytest.approx(0.5)  # from 0.9 at epoch 0
+    assert epochs_to_reach([0.5, 0.4], 0.1) == math.inf
+
+
+def test_interval_is_students_t():
+    row = interval([1.0, 2.0, 3.0])
+    assert (row["mean"], row["std"]) == (2.0, 1.0)
+    assert row["high"] - row["mean"] == pytest.approx(4.302653 / math.sqrt(3))
+    assert math.isnan(interval([1.0])["std"]) and interval([1.0, math.inf])["mean"] == math.inf
+
+
+def test_summary_groups_runs_by_configuration():
+    runs = [{"config": {"a": a}, "seed": s, "test_acc": 0.5 + a / 10 + s / 100, "train_error": [0.1],
+             "val_acc": [0.8]} for a in (1, 2) for s in range(3)]
+    rows = summary(runs)
+    assert [(r["config"], r["seeds"]) for r in rows] == [({"a": 1}, 3), ({"a": 2}, 3)]
+    assert rows[1]["test_acc"]["mean"] == pytest.approx(0.71)
+
+
+def test_curves_average_each_epoch_over_seeds():
+    runs = [{"config": {"a": 1}, "seed": s, "train_error": [0.5 + s / 10, 0.2]} for s in range(3)]
+    runs.append({"config": {"a": 2}, "seed": 0, "train_error": []})  # diverged: no curve
+    (row,) = curves(runs)
+    assert row["seeds"] == 3 and row["mean"] == pytest.approx([0.6, 0.2]) and row["std"] == pytest.approx([0.1, 0.0])
+
+
+def test_load_results_says_how_to_make_a_missing_file(monkeypatch, tmp_path):
+    monkeypatch.setattr("cnnlib.experiments.RESULTS", tmp_path)
+    with pytest.raises(FileNotFoundError, match="python -m cnnlib.experiments degradation"):
+        load_results("degradation")
+    write_json_atomic(tmp_path / "degradation.json", {"experiment": "degradation"})
+    assert load_results("degradation") == {"experiment": "degradation"}
+
+
+def fake_run(activation, lr, seed, train_error, val_acc):
+    return {"config": {"activation": activation, "lr": lr}, "seed": seed, "train_error": train_error,
+            "val_acc": val_acc}
+
+
+def test_relu_tanh_picks_each_rate_on_validation_and_takes_the_ratio():
+    runs = [fake_run("relu", 0.01, s, [0.3, 0.12, 0.08], [0.8, 0.9, 0.91]) for s in range(2)]
+    runs += [fake_run("relu", 0.1, s, [0.3, 0.05, 0.04], [0.8, 0.85, 0.86]) for s in range(2)]  # slower on val
+    runs += [fake_run("tanh", 0.03, s, [0.5, 0.3, 0.1], [0.7, 0.8, 0.9]) for s in range(2)]
+    assert relu_tanh.best_learning_rates(runs) == {"relu": 0.01, "tanh": 0.03}
+    relu_epochs = epochs_to_reach([0.3, 0.12, 0.08], 0.1)
+    assert relu_tanh.speedup(runs) == pytest.approx([3.0 / relu_epochs] * 2)
+
+
+def test_four_layer_cnn_has_four_weighted_layers_and_no_normalisation():
+    net = relu_tanh.four_layer_cnn("tanh", 8)
+    weighted = [m for m in net if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert len(weighted) == 4 and not any(isinstance(m, torch.nn.BatchNorm2d) for m in net)
+    assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        relu_tanh.four_layer_cnn("sigmoid")
+
+
+def test_degradation_networks_are_the_papers_at_width_16():
+    for depth in (20, 56):
+        ours, paper = degradation.cifar_network(depth, "residual", 16), cifar_resnet(depth)
+        assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in paper.state_dict().items()}
+    plain, residual = degradation.cifar_network(20, "plain"), degradation.cifar_network(20, "residual")
+    assert sum(p.numel() for p in plain.parameters()) == sum(p.numel() for p in residual.parameters())
+
+
+def test_bag_of_tricks_schedules():
+    total = 400
+    assert [bag_of_tricks.schedule_factor(s, total, 0, False) for s in (0, 99, 100, 200, 300, 399)] == \
+        pytest.approx([1, 1, 0.1, 0.01, 0.001, 0.001])
+    assert bag_of_tricks.schedule_factor(4, total, 10, False) == pytest.approx(0.5)
+    assert bag_of_tricks.schedule_factor(50, total, 10, True) == warmup_cosine_factor(50, 10, total)
+
+
+def test_bag_of_tricks_differences_and_teacher_choice():
+    runs = [{"config": {"model": "student", "changes": c}, "seed": s, "test_acc": 0.8 + d + s / 100}
+            for c, d in (([], 0.0), (["mixup"], 0.02)) for s in range(3)]
+    assert bag_of_tricks.differences(runs) == {"mixup": pytest.approx([0.02] * 3)}
+    teachers = [{"config": {"model": "teacher"}, "seed": s, "val_acc": [0.5, v]} for s, v in enumerate((0.8, 0.9, 0.85))]
+    assert bag_of_tricks.best_teacher(runs + teachers)["seed"] == 1
+    with pytest.raises(RuntimeError, match="needs a trained teacher"):
+        bag_of_tricks.best_teacher(runs)
+
+
+def test_multiply_accumulates_at_28_are_a_fraction_of_d2ls_at_96():
+    for name in ("googlenet", "resnet18"):
+        macs = d2l_accuracy.multiply_accumulates(name)
+        assert 0 < macs["native_28"] < macs["d2l_96"] / 5
+
+
+def test_command_line_lists_and_names_errors(capsys):
+    main(["--list"])
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in EXPERIMENTS)
+    with pytest.raises(SystemExit, match="unknown experiment 'relu'. Did you mean 'relu_tanh'"):
+        main(["relu"])
+    with pytest.raises(ValueError, match="Known: relu_tanh"):
+        get_experiment("nothing")
+
+
+def test_command_line_runs_and_resumes(tmp_path):
+    out = tmp_path / "r.json"
+    command = [sys.executable, "-m", "cnnlib.experiments", "relu_tanh", "--smoke", "--seeds", "1", "--out", str(out)]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    data = load(out)
+    assert data["command"] == "python -m cnnlib.experiments " + " ".join(command[3:])
+    assert len(data["runs"]) == len(relu_tanh.configs(SMOKE))
+    second = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0 and load(out) == data

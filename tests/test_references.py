@@ -1,0 +1,63 @@
+"""The published figures: parameter counts equal torchvision's and cnnlib's models' own, the
+rest is well-formed and shows as table rows."""
+
+import pytest
+import torch
+import torchvision
+
+from cnnlib.models import get_model
+from cnnlib.models.resnet import cifar_resnet
+from cnnlib.references import (ALEXNET, BAG_OF_TRICKS, D2L, FASHION_MNIST, PARAMETERS, RESNET_CIFAR, Figure,
+                               rows)
+
+
+def count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def on_meta(build):
+    with torch.device("meta"):  # shapes only: no memory, no initialisation time
+        return build()
+
+
+def torchvision_model(name: str) -> torch.nn.Module:
+    extra = {"aux_logits": False, "init_weights": False} if name == "googlenet" else {}
+    return getattr(torchvision.models, name)(weights=None, **extra)
+
+
+@pytest.mark.parametrize("name", [n for n in PARAMETERS if not n.endswith("d")])
+def test_torchvision_counts_are_torchvision_and_ours(name):
+    assert count(on_meta(lambda: torchvision_model(name))) == PARAMETERS[name].value
+    variant = {"layout": "torchvision"} if name == "alexnet" else {}
+    assert count(on_meta(lambda: get_model(name, **variant))) == PARAMETERS[name].value
+
+
+@pytest.mark.parametrize("name", [n for n in PARAMETERS if n.endswith("d")])
+def test_timm_resnet_d_counts_are_ours(name):
+    assert count(on_meta(lambda: get_model(name))) == PARAMETERS[name].value
+
+
+@pytest.mark.parametrize("depth", [20, 56])
+def test_cifar_resnet_counts_round_to_the_papers(depth):
+    paper = RESNET_CIFAR[f"resnet{depth}"]["params"].value
+    assert round(count(cifar_resnet(depth, in_channels=3)), -4) == paper
+
+
+def test_d2l_figures_are_accuracies_and_rates():
+    for model in D2L.values():
+        assert 0.8 < model["test_acc"].value < 1 and model["examples_per_s"].value > 1000
+    assert D2L["resnet18"]["train_acc"].value > D2L["resnet18"]["test_acc"].value
+
+
+def test_paper_figures_are_consistent():
+    assert ALEXNET["lrn_top1"].value > ALEXNET["overlap_top1"].value > 0
+    assert BAG_OF_TRICKS["all_tricks_top1"].value > BAG_OF_TRICKS["baseline_top1"].value
+    assert FASHION_MNIST["best"].value > FASHION_MNIST["human"].value
+
+
+def test_rows_flatten_nested_figures_with_their_sources():
+    table = rows(D2L)
+    assert len(table) == sum(len(model) for model in D2L.values())
+    assert {"key": "googlenet.test_acc", "what": D2L["googlenet"]["test_acc"].what, "value": 0.889,
+            "unit": "fraction", "source": D2L["googlenet"]["test_acc"].source} in table
+    assert all(isinstance(f, Figure) and f.source for f in (*PARAMETERS.values(), *ALEXNET.values()))
