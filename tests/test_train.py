@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from cnnlib.data import DeviceLoader, fashion_mnist
+from cnnlib import train as train_module
 from cnnlib.train import (History, TrainingDiverged, autocast_dtype, cpu_has_fast_bf16, evaluate, fit,
                           load_checkpoint, save_checkpoint, seed_everything, xavier_init_)
 
@@ -87,6 +88,46 @@ def test_checkpoint_round_trip(tmp_path):
 def test_diverging_loss_raises(loaders):
     with pytest.raises(TrainingDiverged, match="epoch 1, step 1 of 8.*lower learning rate"):
         fit(tiny_cnn(), *loaders, epochs=1, amp=None, loss_fn=lambda logits, y: logits.sum() * float("nan"))
+
+
+def test_nan_stops_within_the_check_interval_naming_its_step_and_keeps_the_history(loaders, monkeypatch):
+    monkeypatch.setattr(train_module, "FINITE_CHECK_EVERY", 3)
+    steps = []
+
+    def loss_nan_from_epoch_two_step_five(logits, y):
+        steps.append(1)
+        loss = nn.functional.cross_entropy(logits, y)
+        return loss * float("nan") if len(steps) >= len(loaders[0]) + 5 else loss
+
+    with pytest.raises(TrainingDiverged, match=r"epoch 2, step 5 of 8.*lower learning rate \(lr was 0.05 there\)") as err:
+        fit(tiny_cnn(), *loaders, epochs=3, amp=None, loss_fn=loss_nan_from_epoch_two_step_five)
+    assert len(steps) == len(loaders[0]) + 6  # step 6 is the next look of the host: 3 steps per look
+    assert [row["epoch"] for row in err.value.history.epochs] == [1]
+
+
+def test_no_host_synchronisation_per_step(loaders, monkeypatch):
+    calls = []
+    item = torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, "item", lambda self: calls.append(1) or item(self))
+    fit(tiny_cnn(), loaders[0], loaders[1], epochs=2, amp=None)
+    assert len(loaders[0]) == 8 and len(calls) == 2  # one look per epoch, not one per step
+
+
+def test_channels_last_is_the_default_for_conv_nets_on_the_cpu(loaders):
+    def two_convs():  # the second conv's 4 x 8 x 3 x 3 weight differs in the two layouts (with 1 channel it would not)
+        return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 3, padding=1), nn.ReLU(),
+                             nn.MaxPool2d(4), nn.Flatten(), nn.Linear(4 * 7 * 7, 10))
+
+    conv = two_convs()
+    fit(conv, *loaders, epochs=1, amp=None)
+    assert conv[2].weight.is_contiguous(memory_format=torch.channels_last) and not conv[2].weight.is_contiguous()
+    kept = two_convs()
+    fit(kept, *loaders, epochs=1, amp=None, channels_last=False)
+    assert kept[2].weight.is_contiguous()
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
+    assert not train_module._default_channels_last(linear, torch.device("cpu"))
+    assert not train_module._default_channels_last(tiny_cnn(), torch.device("cuda"))
+    assert fit(linear, *loaders, epochs=1, amp=None).train_acc[0] > 0.1
 
 
 def test_keyboard_interrupt_returns_the_finished_epochs(loaders):
