@@ -27,30 +27,40 @@ NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
 # --- exponential moving average of the weights ---------------------------------------------
 
 class EMA:
-    """A copy of ``model`` whose parameters follow ema <- decay * ema + (1 - decay) * p after every ``update``.
+    """A copy of ``model`` whose parameters follow ema <- d * ema + (1 - d) * p after every ``update``.
 
+    d = ``decay``, or with ``warmup`` d = min(decay, (1 + n) / (10 + n)) at the n-th update (0-based),
+    as TensorFlow's ``ExponentialMovingAverage(num_updates=n)``: early on, the average forgets the
+    random initial weights within a few steps instead of ~1 / (1 - decay).
     Buffers (BatchNorm's running statistics) are copied from ``model``, not averaged: they already
-    are averages. Equals ``torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=
-    get_ema_multi_avg_fn(decay), use_buffers=False)`` after the same updates, once that has been
-    given the starting weights (its first ``update_parameters`` copies; ours starts as the copy). The averaged weights are a cheap ensemble over the last
-    ~1 / (1 - decay) steps: they reach a given test accuracy in fewer epochs.
+    are averages. Without warmup it equals ``torch.optim.swa_utils.AveragedModel(model,
+    multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=False)`` after the same updates, once that
+    has been given the starting weights (its first ``update_parameters`` copies; ours starts as the
+    copy). The averaged weights are a cheap ensemble over the last ~1 / (1 - decay) steps: they
+    reach a given test accuracy in fewer epochs.
     """
 
-    def __init__(self, model: nn.Module, decay: float = 0.99) -> None:
+    def __init__(self, model: nn.Module, decay: float = 0.99, warmup: bool = True) -> None:
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"decay must be in [0, 1), got {decay} (0.99 averages about the last 100 steps)")
-        self.decay = decay
+        self.decay, self.warmup, self.updates = decay, warmup, 0
         self.module = copy.deepcopy(model).eval()
         for p in self.module.parameters():
             p.requires_grad_(False)
 
+    def current_decay(self) -> float:
+        """The d of the next update."""
+        return min(self.decay, (1 + self.updates) / (10 + self.updates)) if self.warmup else self.decay
+
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         """One averaging step towards ``model``'s current weights."""
+        weight = 1.0 - self.current_decay()
         for ema_p, p in zip(self.module.parameters(), model.parameters()):
-            ema_p.lerp_(p, 1.0 - self.decay)  # ema + (1 - decay) (p - ema)
+            ema_p.lerp_(p, weight)  # ema + (1 - d) (p - ema)
         for ema_buffer, buffer in zip(self.module.buffers(), model.buffers()):
             ema_buffer.copy_(buffer)
+        self.updates += 1
 
 
 # --- flip test-time augmentation ------------------------------------------------------------

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from cnnlib.profiles import choose_device
 
 __all__ = ["History", "TrainingDiverged", "autocast_dtype", "choose_device", "cpu_has_fast_bf16", "evaluate",
-           "fit", "load_checkpoint", "save_checkpoint", "seed_everything", "xavier_init_"]
+           "fit", "load_checkpoint", "prefers_channels_last", "save_checkpoint", "seed_everything", "xavier_init_"]
 
 Batches = Iterable[tuple[Tensor, Tensor]]
 
@@ -225,7 +225,7 @@ def _first_nonfinite_step(first_bad: Tensor) -> int | None:
     return None if step == _NO_BAD_STEP else step
 
 
-def _default_channels_last(model: nn.Module, device: torch.device) -> bool:
+def prefers_channels_last(model: nn.Module, device: torch.device) -> bool:
     """fit's default memory format: NHWC for a network with 2-d convolutions on the CPU, where oneDNN's
     convolutions run faster on it (measured on 2 cores of an AMD EPYC, fp32, training step at batch 256:
     d2l's LeNet 633 -> 681 images/s, ``small_resnet`` 75 -> 93), NCHW otherwise."""
@@ -299,7 +299,7 @@ def fit(model: nn.Module, train_loader: Batches, test_loader: Batches, epochs: i
     dtype = autocast_dtype(amp, device)
     model.to(device)
     if channels_last is None:
-        channels_last = _default_channels_last(model, device)
+        channels_last = prefers_channels_last(model, device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     if optimizer is None:

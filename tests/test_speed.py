@@ -26,7 +26,7 @@ def images():
 
 def test_ema_equals_torchs_averaged_model_and_copies_the_buffers():
     model = small_net()
-    ours = EMA(model, decay=0.9)
+    ours = EMA(model, decay=0.9, warmup=False)
     reference = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=False)
     reference.update_parameters(model)  # its first update copies: ours starts as the copy
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -44,6 +44,21 @@ def test_ema_equals_torchs_averaged_model_and_copies_the_buffers():
     assert not ours.module.training and not any(p.requires_grad for p in ours.module.parameters())
     with pytest.raises(ValueError, match="decay"):
         EMA(model, decay=1.0)
+
+
+def test_ema_warmup_follows_tensorflows_num_updates_rule():
+    model = nn.Linear(1, 1, bias=False)
+    nn.init.ones_(model.weight)
+    ema = EMA(nn.Linear(1, 1, bias=False), decay=0.99)
+    nn.init.zeros_(ema.module.weight)
+    decays = []
+    for n in range(1000):
+        decays.append(ema.current_decay())
+        ema.update(model)
+        if n == 0:
+            assert ema.module.weight.item() == pytest.approx(0.9)  # 0 + (1 - 1/10) (1 - 0)
+    assert decays[:2] == [1 / 10, 2 / 11] and decays[889] < 0.99
+    assert decays[890:] == [0.99] * 110  # (1 + n) / (10 + n) >= 0.99 from n = 890 on
 
 
 def test_flip_tta_averages_the_two_views():

@@ -125,8 +125,8 @@ def test_channels_last_is_the_default_for_conv_nets_on_the_cpu(loaders):
     fit(kept, *loaders, epochs=1, amp=None, channels_last=False)
     assert kept[2].weight.is_contiguous()
     linear = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
-    assert not train_module._default_channels_last(linear, torch.device("cpu"))
-    assert not train_module._default_channels_last(tiny_cnn(), torch.device("cuda"))
+    assert not train_module.prefers_channels_last(linear, torch.device("cpu"))
+    assert not train_module.prefers_channels_last(tiny_cnn(), torch.device("cuda"))
     assert fit(linear, *loaders, epochs=1, amp=None).train_acc[0] > 0.1
 
 
