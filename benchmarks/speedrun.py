@@ -12,7 +12,8 @@ to 0.865.
     python benchmarks/speedrun.py                       # 3 seeds, the full recipe
     python benchmarks/speedrun.py --seeds 1 --dataset mnist --targets 0.995
     python benchmarks/speedrun.py --profile             # where one training step's time goes
-    python benchmarks/speedrun.py --ablation results/speedrun_ablation.json --epochs 4 --train-subset 10000
+    python benchmarks/speedrun.py --ablation results/speedrun_ablation.json --seeds 2 --epochs 3 \
+        --train-subset 4000 --eval-subset 1000
 """
 
 from __future__ import annotations
@@ -114,6 +115,7 @@ def main() -> None:
     parser.add_argument("--targets", default="0.93,0.94", help="comma-separated accuracies to time")
     parser.add_argument("--epochs", type=int, default=None, help=f"default: the recipe's {CONFIG['epochs']}")
     parser.add_argument("--train-subset", type=int, default=None)
+    parser.add_argument("--eval-subset", type=int, default=None)
     parser.add_argument("--profile", action="store_true", help="print where one training step's time goes, and stop")
     parser.add_argument("--ablation", type=Path, default=None, help="run the ablation on the val split, write JSON here")
     parser.add_argument("--skip-d2l", action="store_true", help="leave out the d2l ResNet-18 comparison")
@@ -124,7 +126,8 @@ def main() -> None:
         print(profile_step(config))
         return
     if args.ablation is not None:
-        records = ablation(seeds=range(args.seeds), base=config, train_subset=args.train_subset)
+        records = ablation(seeds=range(args.seeds), base=config, train_subset=args.train_subset,
+                           eval_subset=args.eval_subset)
         write_json(args.ablation, dict(machine=machine(), records=records, summary=summarize(records)))
         for row in summarize(records):
             print(f"{row['variant']:20s} {row['acc_mean']:.4f} +- {row['acc_std']:.4f}  ({row['runs']} runs)")
@@ -137,7 +140,7 @@ def main() -> None:
     for seed in range(args.seeds):
         print(f"\nseed {seed}", flush=True)
         record = run(config, seed=seed, dataset=args.dataset, split=args.split, targets=timed,
-                     train_subset=args.train_subset)
+                     train_subset=args.train_subset, eval_subset=args.eval_subset)
         records.append(record)
         reached = "  ".join(f"{t:.3f}: " + ("-" if record["time_to"][t] is None else f"{record['time_to'][t]:.1f} s")
                             for t in timed)

@@ -197,3 +197,39 @@ def summarize(records: Sequence[dict]) -> list[dict]:
         table.append(dict(variant=name, runs=len(runs), acc_mean=acc.mean().item(), acc_std=spread(acc),
                           seconds_mean=seconds.mean().item(), seconds_std=spread(seconds)))
     return table
+
+
+def plot_time_to_accuracy(records: Sequence[dict], targets: Sequence[float] = (0.93, 0.94), title: str | None = None):
+    """Accuracy after each epoch against the wall-clock seconds since the start, one curve per run,
+    with the targets as horizontal lines."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.5, 3.4), layout="constrained")
+    ax = fig.subplots()
+    for record in records:
+        rows = record["epochs"]
+        ax.plot([r["seconds"] for r in rows], [r["acc"] for r in rows], "o-", markersize=3,
+                label=f"{record.get('variant', 'seed')} {record['seed']}")
+    for target in targets:
+        ax.axhline(target, color="grey", linestyle="--", linewidth=0.8)
+    ax.set(xlabel="wall-clock seconds (loading, training, evaluation)", ylabel=f"{records[0]['split']} accuracy",
+           title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_ablation(table: Sequence[dict], title: str | None = None):
+    """``summarize``'s table as bars of the mean accuracy with one standard deviation as error bars."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3.2), layout="constrained")
+    ax = fig.subplots()
+    names = [row["variant"] for row in table]
+    ax.barh(names, [row["acc_mean"] for row in table], xerr=[row["acc_std"] for row in table], capsize=3)
+    low = min(row["acc_mean"] - row["acc_std"] for row in table)
+    high = max(row["acc_mean"] + row["acc_std"] for row in table)
+    ax.set(xlim=(low - 0.01, min(1.0, high + 0.01)), xlabel="accuracy (mean +- one standard deviation)", title=title)
+    ax.invert_yaxis()
+    ax.grid(alpha=0.3, axis="x")
+    return fig

@@ -3,7 +3,8 @@ import torch
 
 from cnnlib.data import DeviceLoader, fashion_mnist
 from cnnlib.models import get_model
-from cnnlib.speedrun import CONFIG, ablation, build_model, holdout_split, run, summarize
+from cnnlib.speedrun import (CONFIG, ablation, build_model, holdout_split, plot_ablation, plot_time_to_accuracy, run,
+                             summarize)
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +70,14 @@ def test_ablation_and_summary():
     accs = [records[0]["acc"], records[1]["acc"]]
     assert table[0]["acc_mean"] == pytest.approx(sum(accs) / 2)
     assert table[0]["acc_std"] == pytest.approx(torch.tensor(accs, dtype=torch.float64).std().item())
+
+
+def test_plots_draw_one_curve_per_run_and_one_bar_per_variant():
+    rows = [dict(epoch=1, seconds=1.0, acc=0.9), dict(epoch=2, seconds=2.0, acc=0.95)]
+    records = [dict(seed=s, split="val", epochs=rows, variant="full recipe") for s in (0, 1)]
+    fig = plot_time_to_accuracy(records)
+    ax = fig.axes[0]
+    assert len(ax.lines) == 2 + 2 and list(ax.lines[0].get_xdata()) == [1.0, 2.0]  # 2 runs, 2 target lines
+    table = [dict(variant="a", acc_mean=0.9, acc_std=0.01), dict(variant="b", acc_mean=0.92, acc_std=0.0)]
+    bars = plot_ablation(table).axes[0].patches
+    assert [round(b.get_width(), 3) for b in bars] == [0.9, 0.92]
