@@ -12,8 +12,8 @@ to 0.865.
     python benchmarks/speedrun.py                       # 3 seeds, the full recipe
     python benchmarks/speedrun.py --seeds 1 --dataset mnist --targets 0.995
     python benchmarks/speedrun.py --profile             # where one training step's time goes
-    python benchmarks/speedrun.py --ablation results/speedrun_ablation.json --seeds 2 --epochs 3 \
-        --train-subset 4000 --eval-subset 1000
+    python benchmarks/speedrun.py --ablation results/speedrun_ablation.json --seeds 2 --epochs 2 \
+        --batch-size 128 --train-subset 3000 --eval-subset 1000
 """
 
 from __future__ import annotations
@@ -114,13 +114,15 @@ def main() -> None:
     parser.add_argument("--split", choices=("test", "val"), default="test", help="val: for tuning")
     parser.add_argument("--targets", default="0.93,0.94", help="comma-separated accuracies to time")
     parser.add_argument("--epochs", type=int, default=None, help=f"default: the recipe's {CONFIG['epochs']}")
+    parser.add_argument("--batch-size", type=int, default=None, help=f"default: the recipe's {CONFIG['batch_size']}")
     parser.add_argument("--train-subset", type=int, default=None)
     parser.add_argument("--eval-subset", type=int, default=None)
     parser.add_argument("--profile", action="store_true", help="print where one training step's time goes, and stop")
     parser.add_argument("--ablation", type=Path, default=None, help="run the ablation on the val split, write JSON here")
     parser.add_argument("--skip-d2l", action="store_true", help="leave out the d2l ResNet-18 comparison")
     args = parser.parse_args()
-    config = {**CONFIG, **({"epochs": args.epochs} if args.epochs else {})}
+    changes = {"epochs": args.epochs, "batch_size": args.batch_size}
+    config = {**CONFIG, **{key: value for key, value in changes.items() if value}}
     print(machine(), flush=True)
     if args.profile:
         print(profile_step(config))

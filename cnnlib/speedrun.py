@@ -202,7 +202,7 @@ def summarize(records: Sequence[dict]) -> list[dict]:
 def plot_time_to_accuracy(records: Sequence[dict], targets: Sequence[float] = (0.93, 0.94), title: str | None = None):
     """Accuracy after each epoch against the wall-clock seconds since the start, one curve per run,
     with the targets as horizontal lines."""
-    from matplotlib.figure import Figure
+    from cnnlib.viz import Figure
 
     fig = Figure(figsize=(5.5, 3.4), layout="constrained")
     ax = fig.subplots()
@@ -221,7 +221,7 @@ def plot_time_to_accuracy(records: Sequence[dict], targets: Sequence[float] = (0
 
 def plot_ablation(table: Sequence[dict], title: str | None = None):
     """``summarize``'s table as bars of the mean accuracy with one standard deviation as error bars."""
-    from matplotlib.figure import Figure
+    from cnnlib.viz import Figure
 
     fig = Figure(figsize=(6, 3.2), layout="constrained")
     ax = fig.subplots()
