@@ -13,7 +13,7 @@ to 0.865.
     python benchmarks/speedrun.py --seeds 1 --dataset mnist --targets 0.995
     python benchmarks/speedrun.py --profile             # where one training step's time goes
     python benchmarks/speedrun.py --ablation results/speedrun_ablation.json --seeds 2 --epochs 2 \
-        --batch-size 128 --train-subset 3000 --eval-subset 1000
+        --batch-size 128 --train-subset 2000 --eval-subset 500
 """
 
 from __future__ import annotations
@@ -128,9 +128,11 @@ def main() -> None:
         print(profile_step(config))
         return
     if args.ablation is not None:
+        def save(records: list[dict]) -> None:  # after every run: an interrupted ablation keeps what it did
+            write_json(args.ablation, dict(machine=machine(), records=records, summary=summarize(records)))
+
         records = ablation(seeds=range(args.seeds), base=config, train_subset=args.train_subset,
-                           eval_subset=args.eval_subset)
-        write_json(args.ablation, dict(machine=machine(), records=records, summary=summarize(records)))
+                           eval_subset=args.eval_subset, on_record=save)
         for row in summarize(records):
             print(f"{row['variant']:20s} {row['acc_mean']:.4f} +- {row['acc_std']:.4f}  ({row['runs']} runs)")
         return

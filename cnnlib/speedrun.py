@@ -170,15 +170,19 @@ def _flips_preserve_labels(dataset) -> bool:
 
 
 def ablation(seeds: Sequence[int] = (0, 1, 2), variants: dict[str, dict] | None = None, base: dict | None = None,
-             log: Callable[[str], None] | None = print, **run_kwargs) -> list[dict]:
+             log: Callable[[str], None] | None = print, on_record: Callable[[list[dict]], None] | None = None,
+             **run_kwargs) -> list[dict]:
     """``run`` of each variant (``ABLATIONS``: the recipe with one ingredient off) over ``seeds``, on the
-    validation split unless ``split`` is given. Each record gains ``"variant"``; the list is in run order."""
+    validation split unless ``split`` is given. Each record gains ``"variant"``; the list is in run order.
+    ``on_record(records)`` is called with the records so far after every run (to save partial results)."""
     records = []
     for name, change in (variants or ABLATIONS).items():
         for seed in seeds:
             record = run({**(base or {}), **change}, seed=seed, log=None, **{"split": "val", **run_kwargs})
             record["variant"] = name
             records.append(record)
+            if on_record is not None:
+                on_record(records)
             if log is not None:
                 log(f"{name:20s} seed {seed}: acc {record['acc']:.4f} in {record['seconds']:.1f} s")
     return records

@@ -60,9 +60,12 @@ def test_bad_arguments_are_named():
 
 
 def test_ablation_and_summary():
+    saved = []
     records = ablation(seeds=(0, 1), variants={"a": dict(epochs=1, batch_size=64), "b": dict(epochs=1, batch_size=64,
                                                                                                ema_decay=0.0)},
-                       train_subset=256, eval_subset=100, log=None, device="cpu")
+                       train_subset=256, eval_subset=100, log=None, device="cpu",
+                       on_record=lambda so_far: saved.append(len(so_far)))
+    assert saved == [1, 2, 3, 4]
     assert [(r["variant"], r["seed"], r["split"]) for r in records] == [("a", 0, "val"), ("a", 1, "val"),
                                                                          ("b", 0, "val"), ("b", 1, "val")]
     table = summarize(records)
