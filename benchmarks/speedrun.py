@@ -43,7 +43,8 @@ def machine() -> str:
     model = platform.processor() or "unknown CPU"
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]
         model = names[0] if names else model
     isa = torch.backends.cpu.get_cpu_capability()
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
@@ -118,7 +119,8 @@ def main() -> None:
     parser.add_argument("--train-subset", type=int, default=None)
     parser.add_argument("--eval-subset", type=int, default=None)
     parser.add_argument("--profile", action="store_true", help="print where one training step's time goes, and stop")
-    parser.add_argument("--ablation", type=Path, default=None, help="run the ablation on the val split, write JSON here")
+    parser.add_argument("--ablation", type=Path, default=None,
+                        help="run the ablation on the val split (test accuracy recorded last), write JSON here")
     parser.add_argument("--skip-d2l", action="store_true", help="leave out the d2l ResNet-18 comparison")
     args = parser.parse_args()
     changes = {"epochs": args.epochs, "batch_size": args.batch_size}
@@ -132,9 +134,9 @@ def main() -> None:
             write_json(args.ablation, dict(machine=machine(), records=records, summary=summarize(records)))
 
         records = ablation(seeds=range(args.seeds), base=config, train_subset=args.train_subset,
-                           eval_subset=args.eval_subset, on_record=save)
+                           eval_subset=args.eval_subset, on_record=save, final_test=True)
         for row in summarize(records):
-            print(f"{row['variant']:20s} {row['acc_mean']:.4f} +- {row['acc_std']:.4f}  ({row['runs']} runs)")
+            print(f"{row['variant']:20s} val acc {row['acc_mean']:.4f} +- {row['acc_std']:.4f}  ({row['runs']} runs)")
         return
 
     targets = [float(t) for t in args.targets.split(",")]

@@ -120,7 +120,8 @@ def whitening_init_(conv: nn.Conv2d, images: Tensor, eps: float = 5e-4) -> Tenso
         raise ValueError(f"whitening needs a square kernel, one group, no dilation and an even out_channels "
                          f"<= 2 * in_channels * k * k = {2 * dims}; got {conv}")
     if images.ndim != 4 or images.shape[1] != conv.in_channels:
-        raise ValueError(f"images must be [N, {conv.in_channels}, H, W] like the layer's input, got {tuple(images.shape)}")
+        raise ValueError(f"images must be [N, {conv.in_channels}, H, W] like the layer's input, "
+                         f"got {tuple(images.shape)}")
     eigenvalues, eigenvectors = torch.linalg.eigh(patch_covariance(images, k))
     order = eigenvalues.argsort(descending=True)[:conv.out_channels // 2]
     eigenvalues, eigenvectors = eigenvalues[order], eigenvectors[:, order]

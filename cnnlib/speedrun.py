@@ -73,7 +73,8 @@ def holdout_split(dataset, n_val: int = VALIDATION_IMAGES, seed: int = 0):
 
 
 def build_model(config: dict, train: DeviceLoader) -> nn.Module:
-    """The ResNet of ``config`` (basic blocks, 3x3 stem, no max-pool, as ``small_resnet``), its stem whitened on 5,000 (normalised) training images if asked."""
+    """The ResNet of ``config`` (basic blocks, 3x3 stem, no max-pool, as ``small_resnet``), its stem
+    whitened on 5,000 (normalised) training images if asked."""
     widths = tuple(config["widths"])
     model = ResNet(BasicBlock, tuple(config["blocks"]), num_classes=10, in_channels=1, widths=widths,
                    stem_width=widths[0], small_input=True)
@@ -85,7 +86,8 @@ def build_model(config: dict, train: DeviceLoader) -> nn.Module:
 
 def run(config: dict | None = None, seed: int = 0, dataset: str = "fashion-mnist", split: str = "val",
         train_subset: int | None = None, eval_subset: int | None = None, targets: Sequence[float] = (0.93, 0.94),
-        device: str | torch.device | None = None, log: Callable[[str], None] | None = print) -> dict:
+        device: str | torch.device | None = None, log: Callable[[str], None] | None = print,
+        final_test: bool = False) -> dict:
     """Train ``config`` (``CONFIG`` updated by it) once; return the run's record.
 
     ``{"config", "seed", "dataset", "split", "epochs": [{epoch, seconds, train_loss, train_error, acc,
@@ -93,6 +95,8 @@ def run(config: dict | None = None, seed: int = 0, dataset: str = "fashion-mnist
     (per epoch: since the start) counts everything from reading the files; ``acc`` is on the
     validation images (``split="val"``) or the test set (``"test"``), of the EMA weights and with
     flip TTA when those are on; ``examples_per_s`` counts training images over the training passes.
+    ``final_test`` (with ``split="val"``) adds ``"test_acc"``: the trained model once on the test set,
+    after the clock has stopped, for reporting only.
     """
     config = {**CONFIG, **(config or {})}
     unknown = sorted(set(config) - set(CONFIG))
@@ -160,9 +164,14 @@ def run(config: dict | None = None, seed: int = 0, dataset: str = "fashion-mnist
         if log is not None:
             log(f"epoch {epoch + 1:2d}/{epochs}  size {sizes[epoch]}  loss {train_loss:.4f}  "
                 f"{split} acc {acc:.4f}  {seconds:6.1f} s")
-    return dict(config=config, seed=seed, dataset=dataset, split=split, epochs=rows, acc=rows[-1]["acc"],
-                seconds=rows[-1]["seconds"], examples_per_s=epochs * steps * config["batch_size"] / train_seconds,
-                time_to=time_to)
+    record = dict(config=config, seed=seed, dataset=dataset, split=split, epochs=rows, acc=rows[-1]["acc"],
+                  seconds=rows[-1]["seconds"], examples_per_s=epochs * steps * config["batch_size"] / train_seconds,
+                  time_to=time_to)
+    if final_test and split == "val":
+        test = DeviceLoader(load(train=False), 1000, shuffle=False, device=device)
+        record["test_acc"] = (evaluate_flip_tta(judged, test, channels_last) if tta
+                              else evaluate(judged, test, device, config["amp"], channels_last))
+    return record
 
 
 def _flips_preserve_labels(dataset) -> bool:

@@ -212,7 +212,7 @@ _NO_BAD_STEP = 2**62
 
 
 def _record_nonfinite(first_bad: Tensor, loss: Tensor, step: int) -> Tensor:
-    """``first_bad`` lowered to ``step`` if ``loss`` is NaN or infinite: a device-side record, no host synchronisation."""
+    """``first_bad`` lowered to ``step`` if ``loss`` is NaN or infinite: recorded on the device, no host sync."""
     return torch.minimum(first_bad, torch.where(torch.isfinite(loss.detach()), _NO_BAD_STEP, step))
 
 

@@ -46,10 +46,12 @@ def test_a_short_run_records_every_epoch_and_its_times():
     assert 0 <= last["train_error"] <= 1
 
 
-def test_mnist_runs_without_flips():
+def test_mnist_runs_without_flips_and_reports_the_test_set_last():
     record = run(dict(epochs=1, batch_size=64), dataset="mnist", train_subset=256, eval_subset=100, log=None,
-                 device="cpu")
-    assert record["dataset"] == "mnist" and 0 <= record["acc"] <= 1
+                 device="cpu", final_test=True)
+    assert record["dataset"] == "mnist" and 0 <= record["acc"] <= 1 and 0.1 < record["test_acc"] <= 1
+    assert record["split"] == "val" and "test_acc" not in run(dict(epochs=1, batch_size=64), dataset="mnist",
+                                                               train_subset=128, eval_subset=50, log=None)
 
 
 def test_bad_arguments_are_named():

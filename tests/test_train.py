@@ -99,7 +99,8 @@ def test_nan_stops_within_the_check_interval_naming_its_step_and_keeps_the_histo
         loss = nn.functional.cross_entropy(logits, y)
         return loss * float("nan") if len(steps) >= len(loaders[0]) + 5 else loss
 
-    with pytest.raises(TrainingDiverged, match=r"epoch 2, step 5 of 8.*lower learning rate \(lr was 0.05 there\)") as err:
+    message = r"epoch 2, step 5 of 8.*lower learning rate \(lr was 0.05 there\)"
+    with pytest.raises(TrainingDiverged, match=message) as err:
         fit(tiny_cnn(), *loaders, epochs=3, amp=None, loss_fn=loss_nan_from_epoch_two_step_five)
     assert len(steps) == len(loaders[0]) + 6  # step 6 is the next look of the host: 3 steps per look
     assert [row["epoch"] for row in err.value.history.epochs] == [1]
