@@ -95,6 +95,7 @@ def write_json(path: Path, data) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(data, f, indent=1)
         f.write("\n")
+    os.chmod(tmp, 0o644)  # mkstemp makes it private
     os.replace(tmp, path)
 
 
