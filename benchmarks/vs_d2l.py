@@ -5,7 +5,9 @@ For each model the two trainers run one after the other in this process:
 * d2l:    ``d2l.load_data_fashion_mnist`` (a DataLoader with per-image ``Resize`` and
           ``ToTensor``, 4 workers) and ``d2l.train_ch6`` (plain SGD, Xavier init),
 * cnnlib: ``DeviceLoader`` (uint8 images on the device, whole-batch resize and normalisation)
-          and ``fit`` (same plain SGD and learning rate, ``amp="auto"``, ``channels_last=True``).
+          and ``fit`` with its defaults (same plain SGD and learning rate; no speed option passed:
+          ``amp="auto"`` takes bfloat16 where the CPU or GPU computes it natively, and a
+          convolutional network on a CPU runs channels_last).
 
 Both start from the same Xavier-initialised weights and take the same number of training
 steps on batches of the same size, then evaluate on the same number of test images. The clock is
@@ -13,8 +15,9 @@ the caller's wall clock around the whole call: data loading, the training steps 
 evaluation are all inside it (d2l's own examples/s figure leaves out the data loading and the
 evaluation; it is printed too, for reference). Last, the FLOPs of one training step (by
 ``torch.utils.flop_counter``) turn cnnlib's training examples/s into GFLOP/s, printed as a share of
-the machine's fp32 matrix-multiply rate: a model whose steps run close to that rate cannot be
-trained much faster by any trainer.
+the machine's matrix-multiply rate in the dtype the steps ran in (bfloat16 steps against the
+bfloat16 rate, fp32 against fp32): a model whose steps run close to that rate cannot be trained
+much faster by any trainer.
 
     python benchmarks/vs_d2l.py                  # both models, default steps
     python benchmarks/vs_d2l.py --models lenet --steps 200
@@ -24,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import io
 import itertools
 import os
@@ -38,7 +40,7 @@ from torch import nn
 
 from cnnlib.data import DeviceLoader, data_root, fashion_mnist
 from cnnlib.models import get_model
-from cnnlib.train import choose_device, fit, seed_everything, xavier_init_
+from cnnlib.train import autocast_dtype, choose_device, fit, seed_everything, xavier_init_
 
 # The recipes of d2l's chapters (lr, batch size, input size), and the default number of steps:
 # enough to be past the warm-up of the loaders, few enough that AlexNet at 224 runs in minutes on 2 cores.
@@ -118,7 +120,7 @@ def run_cnnlib(name: str, recipe: dict, device: torch.device) -> dict:
     test = DeviceLoader(fashion_mnist(train=False), batch, shuffle=False, resize=recipe["resize"], device=device)
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe["lr"])
     history = fit(model, FirstBatches(train, recipe["steps"]), FirstBatches(test, recipe["test_images"] // batch),
-                  epochs=1, optimizer=optimizer, device=device, channels_last=True, progress=False)
+                  epochs=1, optimizer=optimizer, device=device, progress=False)
     seconds = time.perf_counter() - start
     return dict(seconds=seconds, test_acc=history.test_acc[-1], train_examples_per_s=history.examples_per_s[-1])
 
@@ -134,9 +136,9 @@ def training_flops_per_example(name: str, recipe: dict) -> float:
     return counter.get_total_flops() / 2
 
 
-def matmul_gflops(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
-    """The machine's fp32 matrix-multiply rate: a practical ceiling for any trainer's FLOP rate."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+def matmul_gflops(device: torch.device, dtype: torch.dtype = torch.float32, n: int = 2048, repeats: int = 5) -> float:
+    """The machine's matrix-multiply rate in ``dtype``: a practical ceiling for any trainer's FLOP rate."""
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     a @ b
     synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     synchronize()
@@ -154,9 +156,14 @@ def main() -> None:
     args = parser.parse_args()
     fashion_mnist(train=True), fashion_mnist(train=False)  # both trainers find the files in place
     device = choose_device()
-    ceiling = matmul_gflops(device)
-    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads,"
-          f" fp32 matmul {ceiling:.0f} GFLOP/s")
+    dtype = autocast_dtype("auto", device) or torch.float32  # what fit's default amp="auto" computes in
+    precision = "bf16" if dtype == torch.bfloat16 else "fp32"
+    ceiling = matmul_gflops(device, dtype)
+    rates = f"{precision} matmul {ceiling:.0f} GFLOP/s"
+    if dtype != torch.float32:
+        rates += f" (fp32 {matmul_gflops(device):.0f})"
+    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, fit's steps in"
+          f" {precision}, {rates}, load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     for name in args.models.split(","):
         recipe = dict(RECIPES[name])
         if args.steps:
@@ -174,7 +181,7 @@ def main() -> None:
         flops = training_flops_per_example(name, recipe)
         gflops = flops * ours["train_examples_per_s"] / 1e9
         print(f"  {flops / 1e6:,.1f} MFLOP per training example: cnnlib's training steps ran at"
-              f" {gflops:.0f} GFLOP/s ({gflops / ceiling:.0%} of the matmul rate)")
+              f" {gflops:.0f} GFLOP/s ({gflops / ceiling:.0%} of the {precision} matmul rate)")
 
 
 if __name__ == "__main__":

@@ -84,7 +84,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--label-smoothing", type=float, default=0.1, help="eps of the 'label-smoothing' trick")
     p.add_argument("--mixup-alpha", type=float, default=0.2, help="alpha of the 'mixup' trick")
     p.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto")
-    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--channels-last", action="store_true", default=None,
+                   help="NHWC (default: fit's choice, on for convolutional networks on a CPU)")
     p.add_argument("--device", default=None, help="default: cuda, then mps, then cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", type=Path, default=None, help="saved after every epoch")

@@ -91,6 +91,52 @@ def test_diverging_loss_raises(loaders):
         fit(tiny_cnn(), *loaders, epochs=1, amp=None, loss_fn=lambda logits, y: logits.sum() * float("nan"))
 
 
+def test_nan_stops_within_the_check_interval_naming_its_step_and_keeps_the_history(loaders, monkeypatch):
+    monkeypatch.setattr(train_module, "FINITE_CHECK_EVERY", 3)
+    steps = []
+
+    def loss_nan_from_epoch_two_step_five(logits, y):
+        steps.append(1)
+        loss = nn.functional.cross_entropy(logits, y)
+        return loss * float("nan") if len(steps) >= len(loaders[0]) + 5 else loss
+
+    message = r"epoch 2, step 5 of 8.*lower learning rate \(lr was 0.05 there\)"
+    with pytest.raises(TrainingDiverged, match=message) as err:
+        fit(tiny_cnn(), *loaders, epochs=3, amp=None, loss_fn=loss_nan_from_epoch_two_step_five)
+    assert len(steps) == len(loaders[0]) + 6  # step 6 is the next look of the host: 3 steps per look
+    assert [row["epoch"] for row in err.value.history.epochs] == [1]
+
+
+def test_no_host_synchronisation_per_step(loaders, monkeypatch):
+    calls = []
+    item = torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, "item", lambda self: calls.append(1) or item(self))
+    fit(tiny_cnn(), loaders[0], loaders[1], epochs=2, amp=None)
+    assert len(loaders[0]) == 8 and len(calls) == 2  # one look per epoch, not one per step
+
+
+def test_channels_last_is_the_default_for_conv_nets_on_the_cpu(loaders):
+    def two_convs():  # the second conv's 4 x 8 x 3 x 3 weight differs in the two layouts (with 1 channel it would not)
+        return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 3, padding=1), nn.ReLU(),
+                             nn.MaxPool2d(4), nn.Flatten(), nn.Linear(4 * 7 * 7, 10))
+
+    conv = two_convs()
+    fit(conv, *loaders, epochs=1, amp=None)
+    assert conv[2].weight.is_contiguous(memory_format=torch.channels_last) and not conv[2].weight.is_contiguous()
+    kept = two_convs()
+    fit(kept, *loaders, epochs=1, amp=None, channels_last=False)
+    assert kept[2].weight.is_contiguous()
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
+    assert not train_module.prefers_channels_last(linear, torch.device("cpu"))
+    assert not train_module.prefers_channels_last(tiny_cnn(), torch.device("cuda"))
+    assert fit(linear, *loaders, epochs=1, amp=None).train_acc[0] > 0.1
+    # a strided 1x1 convolution of few channels stays NCHW (torch 2.14.1's NHWC backward hangs on it)
+    narrow = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Conv2d(4, 8, 1, stride=2))
+    wide = nn.Sequential(nn.Conv2d(1, 8, 3), nn.Conv2d(8, 16, 1, stride=2))
+    assert not train_module.prefers_channels_last(narrow, torch.device("cpu"))
+    assert train_module.prefers_channels_last(wide, torch.device("cpu"))
+
+
 def test_keyboard_interrupt_returns_the_finished_epochs(loaders):
     steps = []
 
@@ -230,3 +276,16 @@ def test_predict_gives_each_batch_with_its_predictions_and_restores_the_mode():
         assert not model.training
         break  # left early: the mode comes back all the same
     assert model.training
+
+
+def test_fp16_gradient_scaler_path_and_its_checkpoint(loaders, tmp_path, monkeypatch):
+    """amp="fp16" runs only on CUDA; the CPU reaches the same code (autocast to float16, a GradScaler
+    whose state a checkpoint keeps and a resume restores) when autocast_dtype says float16."""
+    monkeypatch.setattr(train_module, "autocast_dtype", lambda amp, device: torch.float16)
+    path = tmp_path / "fp16.pt"
+    first = fit(tiny_cnn(), *loaders, epochs=1, amp="fp16", checkpoint=path)
+    saved = torch.load(path, weights_only=False)
+    assert saved["scaler"] is not None and saved["scaler"]["scale"] > 0
+    resumed = fit(tiny_cnn(), *loaders, epochs=2, amp="fp16", checkpoint=path, resume=True)
+    assert resumed.epochs[0] == first.epochs[0] and len(resumed.epochs) == 2
+    assert all(math.isfinite(loss) for loss in resumed.train_loss)

@@ -1,0 +1,248 @@
+"""The speedrun: Fashion-MNIST to a target test accuracy in the least wall-clock time on a CPU.
+
+One recipe, read top to bottom, built from the course's parts: a ResNet from ``cnnlib.models``
+(lesson 05) with BatchNorm; random crops and flips on the device (``DeviceLoader``); Nesterov SGD
+with warmup and cosine decay and label smoothing (lesson 06, ``cnnlib.tricks``); and the fastest
+trainers' ingredients of ``cnnlib.speed``: patch-whitening initialisation of the first layer, a
+larger learning rate for the BatchNorm parameters, progressive resizing, an exponential moving
+average of the weights, and flip test-time augmentation. Every hyperparameter is in ``CONFIG``.
+
+The clock starts before the images are read from disk and stops after the last evaluation:
+data loading, training and every evaluation are inside it. Tuning uses ``split="val"`` (5,000
+training images held out, the model trained on the other 55,000); ``split="test"`` trains on all
+60,000 and reports on the test set, which chooses nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from cnnlib.data import DeviceLoader, balanced_subset, fashion_mnist, mnist
+from cnnlib.models import BasicBlock, ResNet
+from cnnlib.speed import EMA, evaluate_flip_tta, progressive_sizes, scaled_lr, speed_param_groups, whitening_init_
+from cnnlib.train import TrainingDiverged, autocast_dtype, evaluate, prefers_channels_last, seed_everything
+from cnnlib.tricks import warmup_cosine
+
+CONFIG = dict(
+    blocks=(1, 1, 1, 1), widths=(16, 32, 64, 128),  # lesson 05's small_resnet for 28x28: 308,538 parameters
+    epochs=12, batch_size=256,
+    lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4, warmup_epochs=1.0,  # warmup, then cosine to 0
+    norm_lr_scale=1.0,      # BatchNorm gamma/beta and biases: lr times this, no weight decay
+    label_smoothing=0.1,
+    augment=True,           # random crop (4 px) and, for Fashion-MNIST, horizontal flip
+    whiten=True,            # the stem's 3x3 filters from the patches' whitening transform
+    start_size=28,          # progressive resizing from this size up to 28 (28: off)
+    ema_decay=0.99,         # 0: evaluate the weights themselves
+    flip_tta=True,          # Fashion-MNIST only
+    amp="auto",             # bf16 where the CPU or GPU computes it natively
+)
+
+ABLATIONS = {  # each ingredient switched off alone
+    "full recipe": {},
+    "no EMA": dict(ema_decay=0.0),
+    "no flip TTA": dict(flip_tta=False),
+    "no whitening": dict(whiten=False),
+    "no label smoothing": dict(label_smoothing=0.0),
+    "no Nesterov": dict(nesterov=False),
+    "no augmentation": dict(augment=False),
+}
+
+VALIDATION_IMAGES = 5000
+DATASETS = {"fashion-mnist": fashion_mnist, "mnist": mnist}
+
+
+def holdout_split(dataset, n_val: int = VALIDATION_IMAGES, seed: int = 0):
+    """(train, val): copies of a torchvision MNIST-family dataset, ``val`` a class-balanced sample of
+    ``n_val`` images drawn with ``seed`` and ``train`` the rest. The split is fixed by ``seed`` alone."""
+    labels = torch.as_tensor(dataset.targets)
+    val = balanced_subset(labels, n_val, seed)
+    keep = torch.ones(len(labels), dtype=torch.bool)
+    keep[val] = False
+    parts = []
+    for index in (keep.nonzero().flatten(), val):
+        part = copy.copy(dataset)
+        part.data, part.targets = dataset.data[index], labels[index]
+        parts.append(part)
+    return tuple(parts)
+
+
+def build_model(config: dict, train: DeviceLoader) -> nn.Module:
+    """The ResNet of ``config`` (basic blocks, 3x3 stem, no max-pool, as ``small_resnet``), its stem
+    whitened on 5,000 (normalised) training images if asked."""
+    widths = tuple(config["widths"])
+    model = ResNet(BasicBlock, tuple(config["blocks"]), num_classes=10, in_channels=1, widths=widths,
+                   stem_width=widths[0], small_input=True)
+    if config["whiten"]:
+        x = train.images[:5000].unsqueeze(1).float().div(255).sub(train.mean).div(train.std)
+        whitening_init_(model.conv1, x.cpu())
+    return model
+
+
+def run(config: dict | None = None, seed: int = 0, dataset: str = "fashion-mnist", split: str = "val",
+        train_subset: int | None = None, eval_subset: int | None = None, targets: Sequence[float] = (0.93, 0.94),
+        device: str | torch.device | None = None, log: Callable[[str], None] | None = print,
+        final_test: bool = False) -> dict:
+    """Train ``config`` (``CONFIG`` updated by it) once; return the run's record.
+
+    ``{"config", "seed", "dataset", "split", "epochs": [{epoch, seconds, train_loss, train_error, acc,
+    size}], "acc", "seconds", "examples_per_s", "time_to": {target: seconds or None}}``. ``seconds``
+    (per epoch: since the start) counts everything from reading the files; ``acc`` is on the
+    validation images (``split="val"``) or the test set (``"test"``), of the EMA weights and with
+    flip TTA when those are on; ``examples_per_s`` counts training images over the training passes.
+    ``final_test`` (with ``split="val"``) adds ``"test_acc"``: the trained model once on the test set,
+    after the clock has stopped, for reporting only.
+    """
+    config = {**CONFIG, **(config or {})}
+    unknown = sorted(set(config) - set(CONFIG))
+    if unknown or split not in ("val", "test") or dataset not in DATASETS:
+        raise ValueError(f"unknown config key(s) {unknown}, split {split!r} or dataset {dataset!r}: keys are "
+                         f"{sorted(CONFIG)}, splits 'val' and 'test', datasets {sorted(DATASETS)}")
+    start = time.perf_counter()
+    load = DATASETS[dataset]
+    train_set, eval_set = holdout_split(load(train=True)) if split == "val" else (load(train=True), load(train=False))
+    train = DeviceLoader(train_set, config["batch_size"], shuffle=True, augment=config["augment"],
+                         subset=train_subset, device=device, seed=seed, drop_last=True)
+    evals = DeviceLoader(eval_set, 1000, shuffle=False, subset=eval_subset, device=device)
+    device = train.device
+    seed_everything(seed)
+    model = build_model(config, train).to(device)
+    channels_last = prefers_channels_last(model, device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    groups = scaled_lr(speed_param_groups(model, config["weight_decay"], config["norm_lr_scale"]), config["lr"])
+    optimizer = torch.optim.SGD(groups, lr=config["lr"], momentum=config["momentum"], nesterov=config["nesterov"])
+    epochs, steps = config["epochs"], len(train)
+    warmup = min(round(config["warmup_epochs"] * steps), epochs * steps - 1)  # a 1-epoch run still decays
+    scheduler = warmup_cosine(optimizer, warmup, epochs * steps)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"])
+    ema = EMA(model, config["ema_decay"]) if config["ema_decay"] else None
+    tta = config["flip_tta"] and _flips_preserve_labels(train_set)
+    dtype = autocast_dtype(config["amp"], device)
+    sizes = progressive_sizes(epochs, config["start_size"], 28)
+
+    rows, train_seconds, time_to = [], 0.0, {t: None for t in targets}
+    for epoch in range(epochs):
+        began = time.perf_counter()
+        train.set_epoch(epoch)
+        train.resize = None if sizes[epoch] == 28 else sizes[epoch]
+        model.train()
+        loss_sum, errors = torch.zeros((), device=device), torch.zeros((), device=device)
+        for x, y in train:
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                logits = model(x)
+                loss = loss_fn(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            if ema is not None:
+                ema.update(model)
+            loss_sum += loss.detach().float()
+            errors += (logits.argmax(1) != y).sum()
+        train_loss = loss_sum.item() / steps  # one host synchronisation per epoch
+        if not math.isfinite(train_loss):
+            raise TrainingDiverged(f"the loss became NaN or infinite in epoch {epoch + 1}: lower lr ({config['lr']}) "
+                                   "or lengthen the warmup")
+        train_seconds += time.perf_counter() - began
+        judged = ema.module if ema is not None else model
+        acc = (evaluate_flip_tta(judged, evals, channels_last) if tta
+               else evaluate(judged, evals, device, config["amp"], channels_last))
+        seconds = time.perf_counter() - start
+        rows.append(dict(epoch=epoch + 1, seconds=seconds, train_loss=train_loss,
+                         train_error=errors.item() / (steps * config["batch_size"]), acc=acc, size=sizes[epoch]))
+        for target in targets:
+            if time_to[target] is None and acc >= target:
+                time_to[target] = seconds
+        if log is not None:
+            log(f"epoch {epoch + 1:2d}/{epochs}  size {sizes[epoch]}  loss {train_loss:.4f}  "
+                f"{split} acc {acc:.4f}  {seconds:6.1f} s")
+    record = dict(config=config, seed=seed, dataset=dataset, split=split, epochs=rows, acc=rows[-1]["acc"],
+                  seconds=rows[-1]["seconds"], examples_per_s=epochs * steps * config["batch_size"] / train_seconds,
+                  time_to=time_to)
+    if final_test and split == "val":
+        test = DeviceLoader(load(train=False), 1000, shuffle=False, device=device)
+        record["test_acc"] = (evaluate_flip_tta(judged, test, channels_last) if tta
+                              else evaluate(judged, test, device, config["amp"], channels_last))
+    return record
+
+
+def _flips_preserve_labels(dataset) -> bool:
+    return type(dataset).__name__ == "FashionMNIST"
+
+
+def ablation(seeds: Sequence[int] = (0, 1, 2), variants: dict[str, dict] | None = None, base: dict | None = None,
+             log: Callable[[str], None] | None = print, on_record: Callable[[list[dict]], None] | None = None,
+             **run_kwargs) -> list[dict]:
+    """``run`` of each variant (``ABLATIONS``: the recipe with one ingredient off) over ``seeds``, on the
+    validation split unless ``split`` is given. Each record gains ``"variant"``; the list is in run order.
+    ``on_record(records)`` is called with the records so far after every run (to save partial results)."""
+    records = []
+    for name, change in (variants or ABLATIONS).items():
+        for seed in seeds:
+            record = run({**(base or {}), **change}, seed=seed, log=None, **{"split": "val", **run_kwargs})
+            record["variant"] = name
+            records.append(record)
+            if on_record is not None:
+                on_record(records)
+            if log is not None:
+                log(f"{name:20s} seed {seed}: acc {record['acc']:.4f} in {record['seconds']:.1f} s")
+    return records
+
+
+def summarize(records: Sequence[dict]) -> list[dict]:
+    """Per variant: mean and standard deviation of the final accuracy and of the seconds, and the run count."""
+    by_variant: dict[str, list[dict]] = {}
+    for record in records:
+        by_variant.setdefault(record["variant"], []).append(record)
+    table = []
+    for name, runs in by_variant.items():
+        acc = torch.tensor([r["acc"] for r in runs], dtype=torch.float64)
+        seconds = torch.tensor([r["seconds"] for r in runs], dtype=torch.float64)
+        spread = (lambda t: t.std().item()) if len(runs) > 1 else (lambda t: 0.0)
+        table.append(dict(variant=name, runs=len(runs), acc_mean=acc.mean().item(), acc_std=spread(acc),
+                          seconds_mean=seconds.mean().item(), seconds_std=spread(seconds)))
+    return table
+
+
+def plot_time_to_accuracy(records: Sequence[dict], targets: Sequence[float] = (0.93, 0.94), title: str | None = None):
+    """Accuracy after each epoch against the wall-clock seconds since the start, one curve per run,
+    with the targets as horizontal lines."""
+    from cnnlib.viz import Figure
+
+    fig = Figure(figsize=(5.5, 3.4), layout="constrained")
+    ax = fig.subplots()
+    for record in records:
+        rows = record["epochs"]
+        ax.plot([r["seconds"] for r in rows], [r["acc"] for r in rows], "o-", markersize=3,
+                label=f"{record.get('variant', 'seed')} {record['seed']}")
+    for target in targets:
+        ax.axhline(target, color="grey", linestyle="--", linewidth=0.8)
+    ax.set(xlabel="wall-clock seconds (loading, training, evaluation)", ylabel=f"{records[0]['split']} accuracy",
+           title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_ablation(table: Sequence[dict], title: str | None = None):
+    """``summarize``'s table as bars of the mean accuracy with one standard deviation as error bars."""
+    from cnnlib.viz import Figure
+
+    fig = Figure(figsize=(6, 3.2), layout="constrained")
+    ax = fig.subplots()
+    names = [row["variant"] for row in table]
+    ax.barh(names, [row["acc_mean"] for row in table], xerr=[row["acc_std"] for row in table], capsize=3)
+    low = min(row["acc_mean"] - row["acc_std"] for row in table)
+    high = max(row["acc_mean"] + row["acc_std"] for row in table)
+    ax.set(xlim=(low - 0.01, min(1.0, high + 0.01)), xlabel="accuracy (mean +- one standard deviation)", title=title)
+    ax.invert_yaxis()
+    ax.grid(alpha=0.3, axis="x")
+    return fig

@@ -1,0 +1,88 @@
+import pytest
+import torch
+
+from cnnlib.data import DeviceLoader, fashion_mnist
+from cnnlib.models import get_model
+from cnnlib.speedrun import (CONFIG, ablation, build_model, holdout_split, plot_ablation, plot_time_to_accuracy, run,
+                             summarize)
+
+
+@pytest.fixture(scope="module")
+def train_split():
+    return fashion_mnist(train=True)
+
+
+def test_holdout_split_is_disjoint_balanced_and_fixed(train_split):
+    train, val = holdout_split(train_split, 1000, seed=0)
+    assert len(train.data) == 59_000 and len(val.data) == 1000 and type(val) is type(train_split)
+    assert torch.bincount(val.targets).tolist() == [100] * 10
+    rows = {bytes(img.numpy()) for img in val.data[:200]}
+    assert not rows & {bytes(img.numpy()) for img in train.data[:20_000]}  # (Fashion-MNIST has no duplicates here)
+    assert torch.equal(holdout_split(train_split, 1000, seed=0)[1].targets, val.targets)
+
+
+def test_the_default_network_is_small_resnet(train_split):
+    loader = DeviceLoader(train_split, 64, shuffle=False, subset=200, device="cpu")
+    ours = build_model({**CONFIG, "whiten": False}, loader)
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in get_model("small_resnet").parameters())
+    assert sum(p.numel() for p in ours.parameters()) == 308_538
+
+
+def test_whitened_stem(train_split):
+    loader = DeviceLoader(train_split, 64, shuffle=False, subset=200, device="cpu")
+    weight = build_model(CONFIG, loader).conv1.weight
+    torch.testing.assert_close(weight[1::2], -weight[0::2])
+
+
+def test_a_short_run_records_every_epoch_and_its_times():
+    record = run(dict(epochs=2, batch_size=64, start_size=20), train_subset=512, eval_subset=200,
+                 targets=(0.0, 1.01), log=None, device="cpu")
+    assert [row["epoch"] for row in record["epochs"]] == [1, 2]
+    assert [row["size"] for row in record["epochs"]] == [20, 28]
+    first, last = record["epochs"]
+    assert 0 < first["seconds"] < last["seconds"] == record["seconds"]
+    assert record["time_to"] == {0.0: first["seconds"], 1.01: None}
+    assert 0.2 < record["acc"] <= 1 and last["train_loss"] < first["train_loss"] and record["examples_per_s"] > 0
+    assert 0 <= last["train_error"] <= 1
+
+
+def test_mnist_runs_without_flips_and_reports_the_test_set_last():
+    record = run(dict(epochs=1, batch_size=64), dataset="mnist", train_subset=256, eval_subset=100, log=None,
+                 device="cpu", final_test=True)
+    assert record["dataset"] == "mnist" and 0 <= record["acc"] <= 1 and 0.1 < record["test_acc"] <= 1
+    assert record["split"] == "val" and "test_acc" not in run(dict(epochs=1, batch_size=64), dataset="mnist",
+                                                               train_subset=128, eval_subset=50, log=None)
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="unknown config key.*'lr_max'"):
+        run(dict(lr_max=1.0))
+    with pytest.raises(ValueError, match="split 'train'"):
+        run(split="train")
+
+
+def test_ablation_and_summary():
+    saved = []
+    records = ablation(seeds=(0, 1), variants={"a": dict(epochs=1, batch_size=64), "b": dict(epochs=1, batch_size=64,
+                                                                                               ema_decay=0.0)},
+                       train_subset=256, eval_subset=100, log=None, device="cpu",
+                       on_record=lambda so_far: saved.append(len(so_far)))
+    assert saved == [1, 2, 3, 4]
+    assert [(r["variant"], r["seed"], r["split"]) for r in records] == [("a", 0, "val"), ("a", 1, "val"),
+                                                                         ("b", 0, "val"), ("b", 1, "val")]
+    table = summarize(records)
+    assert [row["variant"] for row in table] == ["a", "b"] and table[0]["runs"] == 2
+    accs = [records[0]["acc"], records[1]["acc"]]
+    assert table[0]["acc_mean"] == pytest.approx(sum(accs) / 2)
+    assert table[0]["acc_std"] == pytest.approx(torch.tensor(accs, dtype=torch.float64).std().item())
+
+
+def test_plots_draw_one_curve_per_run_and_one_bar_per_variant():
+    rows = [dict(epoch=1, seconds=1.0, acc=0.9), dict(epoch=2, seconds=2.0, acc=0.95)]
+    records = [dict(seed=s, split="val", epochs=rows, variant="full recipe") for s in (0, 1)]
+    fig = plot_time_to_accuracy(records)
+    ax = fig.axes[0]
+    assert len(ax.lines) == 2 + 2 and list(ax.lines[0].get_xdata()) == [1.0, 2.0]  # 2 runs, 2 target lines
+    table = [dict(variant="a", acc_mean=0.9, acc_std=0.01), dict(variant="b", acc_mean=0.92, acc_std=0.0)]
+    bars = plot_ablation(table).axes[0].patches
+    assert [round(b.get_width(), 3) for b in bars] == [0.9, 0.92]
