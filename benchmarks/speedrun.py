@@ -12,7 +12,7 @@ to 0.865.
     python benchmarks/speedrun.py                       # 3 seeds, the full recipe
     python benchmarks/speedrun.py --seeds 1 --dataset mnist --targets 0.995
     python benchmarks/speedrun.py --profile             # where one training step's time goes
-    python benchmarks/speedrun.py --ablation results/speedrun_ablation.json --seeds 2 --epochs 2 \
+    python benchmarks/speedrun.py --ablation results/speedrun/ablation.json --seeds 2 --epochs 2 \
         --batch-size 128 --train-subset 2000 --eval-subset 500
 """
 
