@@ -134,4 +134,23 @@ HIDDEN_CASES = {
             "               reference=reference_names, name='Exercise 4')"
         ),
     },
+    "07_speedrun": {
+        "Exercise 1": (
+            "_hidden_gen = torch.Generator().manual_seed(7)\n"
+            "check_function(ema_step, [([torch.randn(3, 2, generator=_hidden_gen)], [torch.randn(3, 2, generator=_hidden_gen)], 0.5),\n"
+            "                          ([torch.full((4,), 2.0), torch.zeros(1)], [torch.zeros(4), torch.ones(1)], 0.25)],\n"
+            "               reference=library_ema_step, atol=1e-6, name='Exercise 1')"
+        ),
+        "Exercise 2": (
+            "with torch.no_grad():\n"
+            "    check_function(tta_classes, [(lopsided, torch.randn(5, 1, 6, 6, generator=torch.Generator().manual_seed(s)))\n"
+            "                                 for s in (11, 12)],\n"
+            "                   reference=lambda m, x: speed.flip_tta_logits(m, x).argmax(1), name='Exercise 2')"
+        ),
+        "Exercise 3": (
+            "_hidden_patches = x[100:180].double()\n"
+            "check_function(gram_of_whitening_matrix, [(speed.patch_covariance(_hidden_patches, 3), 1.0, _hidden_patches)],\n"
+            "               reference=library_gram, atol=1e-6, rtol=1e-6, name='Exercise 3')"
+        ),
+    },
 }
