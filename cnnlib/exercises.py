@@ -24,13 +24,14 @@ import argparse
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nbformat
+
+from cnnlib.atomic import atomic_open
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
@@ -195,11 +196,8 @@ def student_notebooks(src_dir: str | os.PathLike, dst_dir: str | os.PathLike) ->
 
 def write_notebook(nb: Any, path: str | os.PathLike) -> None:
     """Write ``nb`` to ``path`` atomically (a temporary file, then a rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, suffix=".tmp", delete=False) as tmp:
-        nbformat.write(nb, tmp)
-    os.replace(tmp.name, path)
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        nbformat.write(nb, f)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -63,6 +63,7 @@ from nbclient.exceptions import DeadKernelError
 from traitlets import default
 
 from cnnlib import grading
+from cnnlib.atomic import atomic_open
 from cnnlib.exercises import Exercise, exercise_cells
 from cnnlib.hidden_cases import HIDDEN_CASES
 
@@ -537,10 +538,8 @@ def feedback(rows: Sequence[Row]) -> str:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 def feedback_name(submission: str, root: Path) -> str:

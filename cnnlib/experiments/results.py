@@ -23,10 +23,11 @@ import os
 import platform
 import re
 import subprocess
-import tempfile
 from pathlib import Path
 
 import torch
+
+from cnnlib.atomic import atomic_open
 
 RUN_KEYS = ("config", "seed", "train_examples", "train_loss", "train_error", "val_acc", "test_acc", "seconds")
 TOP_KEYS = ("experiment", "command", "commit", "machine", "created", "runs")
@@ -42,19 +43,9 @@ class ResultsMismatch(RuntimeError):
 def write_json_atomic(path: str | os.PathLike, data: dict) -> None:
     """Write ``data`` as JSON to ``path`` in one step: temporary file, fsync, ``os.replace``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            os.fchmod(f.fileno(), 0o644)  # mkstemp makes it private; a results file is for everyone to read
-            json.dump(data, f, indent=1)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
 
 
 def _cpu_info() -> tuple[str, list[str]]:
