@@ -15,7 +15,6 @@ training images held out, the model trained on the other 55,000); ``split="test"
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -23,7 +22,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from cnnlib.data import DeviceLoader, balanced_subset, fashion_mnist, mnist
+from cnnlib.data import DeviceLoader, fashion_mnist, mnist
+from cnnlib.experiments.protocol import train_val_split
 from cnnlib.models import BasicBlock, ResNet
 from cnnlib.speed import EMA, evaluate_flip_tta, progressive_sizes, scaled_lr, speed_param_groups, whitening_init_
 from cnnlib.train import TrainingDiverged, autocast_dtype, evaluate, prefers_channels_last, seed_everything
@@ -53,23 +53,7 @@ ABLATIONS = {  # each ingredient switched off alone
     "no augmentation": dict(augment=False),
 }
 
-VALIDATION_IMAGES = 5000
 DATASETS = {"fashion-mnist": fashion_mnist, "mnist": mnist}
-
-
-def holdout_split(dataset, n_val: int = VALIDATION_IMAGES, seed: int = 0):
-    """(train, val): copies of a torchvision MNIST-family dataset, ``val`` a class-balanced sample of
-    ``n_val`` images drawn with ``seed`` and ``train`` the rest. The split is fixed by ``seed`` alone."""
-    labels = torch.as_tensor(dataset.targets)
-    val = balanced_subset(labels, n_val, seed)
-    keep = torch.ones(len(labels), dtype=torch.bool)
-    keep[val] = False
-    parts = []
-    for index in (keep.nonzero().flatten(), val):
-        part = copy.copy(dataset)
-        part.data, part.targets = dataset.data[index], labels[index]
-        parts.append(part)
-    return tuple(parts)
 
 
 def build_model(config: dict, train: DeviceLoader) -> nn.Module:
@@ -105,7 +89,7 @@ def run(config: dict | None = None, seed: int = 0, dataset: str = "fashion-mnist
                          f"{sorted(CONFIG)}, splits 'val' and 'test', datasets {sorted(DATASETS)}")
     start = time.perf_counter()
     load = DATASETS[dataset]
-    train_set, eval_set = holdout_split(load(train=True)) if split == "val" else (load(train=True), load(train=False))
+    train_set, eval_set = train_val_split(load(train=True)) if split == "val" else (load(train=True), load(train=False))
     train = DeviceLoader(train_set, config["batch_size"], shuffle=True, augment=config["augment"],
                          subset=train_subset, device=device, seed=seed, drop_last=True)
     evals = DeviceLoader(eval_set, 1000, shuffle=False, subset=eval_subset, device=device)

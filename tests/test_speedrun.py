@@ -2,8 +2,9 @@ import pytest
 import torch
 
 from cnnlib.data import DeviceLoader, fashion_mnist
+from cnnlib.experiments.protocol import train_val_split
 from cnnlib.models import get_model
-from cnnlib.speedrun import (CONFIG, ablation, build_model, holdout_split, plot_ablation, plot_time_to_accuracy, run,
+from cnnlib.speedrun import (CONFIG, ablation, build_model, plot_ablation, plot_time_to_accuracy, run,
                              summarize)
 
 
@@ -12,13 +13,13 @@ def train_split():
     return fashion_mnist(train=True)
 
 
-def test_holdout_split_is_disjoint_balanced_and_fixed(train_split):
-    train, val = holdout_split(train_split, 1000, seed=0)
+def test_train_val_split_is_disjoint_balanced_and_fixed(train_split):
+    train, val = train_val_split(train_split, 1000, seed=0)
     assert len(train.data) == 59_000 and len(val.data) == 1000 and type(val) is type(train_split)
     assert torch.bincount(val.targets).tolist() == [100] * 10
     rows = {bytes(img.numpy()) for img in val.data[:200]}
     assert not rows & {bytes(img.numpy()) for img in train.data[:20_000]}  # (Fashion-MNIST has no duplicates here)
-    assert torch.equal(holdout_split(train_split, 1000, seed=0)[1].targets, val.targets)
+    assert torch.equal(train_val_split(train_split, 1000, seed=0)[1].targets, val.targets)
 
 
 def test_the_default_network_is_small_resnet(train_split):
