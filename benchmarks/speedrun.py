@@ -19,37 +19,32 @@ to 0.865.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import platform
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from cnnlib.experiments.results import machine as experiment_machine
+from cnnlib.experiments.results import write_json_atomic
 from cnnlib.models import get_model
+from cnnlib.references import D2L
 from cnnlib.speedrun import CONFIG, ablation, build_model, run, summarize
 from cnnlib.train import cpu_has_fast_bf16
 
-D2L_RESNET18 = dict(resize=96, batch_size=256, lr=0.05, epochs=10, test_acc=0.865, train_images=60_000)
+D2L_RESNET18 = dict(resize=96, batch_size=256, lr=0.05, epochs=10, train_images=60_000,
+                    test_acc=D2L["resnet18"]["test_acc"].value)
 
 
 def machine() -> str:
     """CPU model, the ISA torch dispatches to, native bf16 or not, threads, torch version, load average."""
-    model = platform.processor() or "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]
-        model = names[0] if names else model
-    isa = torch.backends.cpu.get_cpu_capability()
+    m = experiment_machine()
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    return (f"{model}, ISA {isa}, native bf16 {'yes' if cpu_has_fast_bf16() else 'no'}, "
-            f"{torch.get_num_threads()} threads, torch {torch.__version__}, load average {load}")
+    return (f"{m['cpu']}, ISA {m['cpu_capability']}, native bf16 {'yes' if cpu_has_fast_bf16() else 'no'}, "
+            f"{m['threads']} threads, torch {m['torch']}, load average {load}")
 
 
 def d2l_step_seconds(steps: int = 2) -> float:
@@ -88,17 +83,6 @@ def profile_step(config: dict, steps: int = 5) -> str:
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)
 
 
-def write_json(path: Path, data) -> None:
-    """Write ``data`` as JSON atomically (a temporary file renamed over ``path``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1)
-        f.write("\n")
-    os.chmod(tmp, 0o644)  # mkstemp makes it private
-    os.replace(tmp, path)
-
-
 def spread(values: list[float | None]) -> str:
     """``median / min / max`` of the values reached, and how many runs did not reach."""
     reached = [v for v in values if v is not None]
@@ -132,7 +116,7 @@ def main() -> None:
         return
     if args.ablation is not None:
         def save(records: list[dict]) -> None:  # after every run: an interrupted ablation keeps what it did
-            write_json(args.ablation, dict(machine=machine(), records=records, summary=summarize(records)))
+            write_json_atomic(args.ablation, dict(machine=machine(), records=records, summary=summarize(records)))
 
         records = ablation(seeds=range(args.seeds), base=config, train_subset=args.train_subset,
                            eval_subset=args.eval_subset, on_record=save, final_test=True)
