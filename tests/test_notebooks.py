@@ -54,3 +54,10 @@ def test_every_cell_was_executed_in_order(path):
 def test_the_kernel_is_the_course_environment(path):
     spec = json.loads(path.read_text())["metadata"]["kernelspec"]
     assert spec["name"] == "cnnlib", f"{path.name} asks for kernel {spec['name']!r}: the course registers 'cnnlib'"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_pointer_to_files_learners_do_not_have(path):
+    text = "\n".join("".join(cell["source"]) for cell in json.loads(path.read_text())["cells"])
+    found = [word for word in ("COURSE.md", "STYLE.md", "../shared", "shared/") if word in text]
+    assert not found, f"{path.name} points at {found}: learners have the repository only; cite cnnlib.references"
