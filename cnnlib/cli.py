@@ -31,12 +31,15 @@ import torch.distributed as dist
 from cnnlib.data import DataUnavailable, DeviceLoader, fashion_mnist, mnist
 from cnnlib.input_checks import input_size_problem
 from cnnlib.models import get_model
-from cnnlib.train import History, choose_device, fit, seed_everything
+from cnnlib.train import History, checkpoint_recipe, choose_device, fit, seed_everything
 from cnnlib.tricks import TRICKS, training_recipe
 
 PROG = "cnnlib-train"
 DATASETS = {"fashion-mnist": fashion_mnist, "mnist": mnist}
 NATIVE_SIZE, NUM_CLASSES = 28, 10  # MNIST and Fashion-MNIST: 28x28 images of 10 classes
+# The options that decide what a run trains, stored in its checkpoints: --resume must see the same ones.
+RECIPE_OPTIONS = ("model", "variant", "dataset", "epochs", "batch_size", "lr", "momentum", "weight_decay", "resize",
+                  "augment", "subset", "tricks", "warmup_epochs", "label_smoothing", "mixup_alpha", "seed")
 
 
 def _fail(message: str) -> None:
@@ -142,22 +145,31 @@ def _check_model(args: argparse.Namespace, num_classes: int) -> None:
         _fail(f"--resize {size}: {problem}")
 
 
+def recipe_of(args: argparse.Namespace) -> dict:
+    """The options of ``RECIPE_OPTIONS`` as plain values, as the checkpoints store them."""
+    recipe = {option: getattr(args, option) for option in RECIPE_OPTIONS}
+    recipe["variant"] = dict(args.variant)
+    return recipe
+
+
 def _check_resumable(path: Path, model: torch.nn.Module, recipe: dict) -> None:
-    """Refuse a checkpoint whose weights, optimizer groups or scheduler do not fit this model and recipe."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    saved, own = state["model"], model.state_dict()
+    """Refuse a checkpoint of another model, or one written with other options of ``RECIPE_OPTIONS``."""
+    saved = torch.load(path, map_location="cpu", weights_only=True)["model"]
+    own = model.state_dict()
     differing = [name for name in own if name not in saved or saved[name].shape != own[name].shape]
     differing += [name for name in saved if name not in own]
     if differing:
         _fail(f"--resume: {path} holds the weights of another model ({len(differing)} tensor(s) differ, e.g. "
               f"{differing[0]!r}): use another --checkpoint, or drop --resume")
-    optimizer = recipe["optimizer"]
-    groups = [len(group["params"]) for group in optimizer.param_groups]
-    saved_groups = [len(group["params"]) for group in state["optimizer"]["param_groups"]]
-    if groups != saved_groups or (state["scheduler"] is None) != (recipe["scheduler"] is None):
-        _fail(f"--resume: {path} was written with another recipe (--tricks): its optimizer has parameter groups "
-              f"of {saved_groups} tensors and {'no' if state['scheduler'] is None else 'a'} scheduler; this run's "
-              f"has {groups} and {'no' if recipe['scheduler'] is None else 'a'} scheduler")
+    stored = checkpoint_recipe(path)
+    if stored is None:
+        _fail(f"--resume: {path} stores no recipe (it was not written by {PROG}): use another --checkpoint, "
+              "or drop --resume")
+    changed = [f"--{option.replace('_', '-')} {stored.get(option)!r} (this run: {value!r})"
+               for option, value in recipe.items() if stored.get(option) != value]
+    if changed:
+        _fail(f"--resume: {path} was written with another recipe: {', '.join(changed)}; run with its options, "
+              "use another --checkpoint, or drop --resume")
 
 
 def _train(args: argparse.Namespace, device: torch.device) -> History:
@@ -185,12 +197,12 @@ def _train(args: argparse.Namespace, device: torch.device) -> History:
 
     seed_everything(args.seed)  # the same initial weights on every rank
     model = get_model(args.model, num_classes=len(train.classes), in_channels=1, **dict(args.variant))
-    recipe = training_recipe(model, args.tricks, lr=args.lr, epochs=args.epochs, steps_per_epoch=len(train),
-                             momentum=args.momentum, weight_decay=args.weight_decay,
-                             warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
-                             mixup_alpha=args.mixup_alpha, num_classes=len(train.classes), seed=args.seed)
+    setup = training_recipe(model, args.tricks, lr=args.lr, epochs=args.epochs, steps_per_epoch=len(train),
+                            momentum=args.momentum, weight_decay=args.weight_decay,
+                            warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
+                            mixup_alpha=args.mixup_alpha, num_classes=len(train.classes), seed=args.seed)
     if args.resume and args.checkpoint.exists():
-        _check_resumable(args.checkpoint, model, recipe)
+        _check_resumable(args.checkpoint, model, recipe_of(args))
 
     if rank == 0 and not args.quiet:
         params_count = sum(p.numel() for p in model.parameters())
@@ -200,7 +212,7 @@ def _train(args: argparse.Namespace, device: torch.device) -> History:
               f"{', '.join(args.tricks) or 'none'}", flush=True)
     history = fit(model, train, test, args.epochs, device=device, amp=None if args.amp == "off" else args.amp,
                   channels_last=args.channels_last, progress=not args.quiet, checkpoint=args.checkpoint,
-                  resume=args.resume, **recipe)
+                  resume=args.resume, recipe=recipe_of(args), **setup)
     if rank == 0 and args.out is not None:
         history.save(args.out)
     if args.save_weights is not None:

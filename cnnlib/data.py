@@ -105,12 +105,12 @@ def _explain(cls: type[datasets.MNIST], root: Path, err: Exception) -> DataUnava
                                  "Delete it and fetch it again: cnnlib downloads it when there is network access; "
                                  f"offline, copy a good {name} into {raw}/.")
         status[name] = "found" if gz.is_file() or extracted.is_file() else "missing"
-    listing = "\n".join(f"    {name:<28} {state}" for name, state in status.items())
+    listing = ", ".join(f"{name} ({state})" for name, state in status.items())
     return DataUnavailable(
-        f"{cls.__name__} is not in {root} and could not be downloaded ({reason}).\n"
-        f"Put its four official files into {raw}/:\n{listing}\n"
-        f"(from {cls.mirrors[0]} or any copy with the same MD5), or set the CNNLIB_DATA environment "
-        f"variable to a folder that holds {cls.__name__}/raw/ with them.")
+        f"{cls.__name__} is not in {root} and could not be downloaded ({reason}). "
+        f"Put its four official files into {raw}/: {listing}; from {cls.mirrors[0]} or any copy with "
+        f"the same MD5. Or set the CNNLIB_DATA environment variable to a folder that holds "
+        f"{cls.__name__}/raw/ with them.")
 
 
 def _idx_complete(path: Path) -> bool:

@@ -30,9 +30,9 @@ from tqdm.auto import tqdm
 from cnnlib.atomic import atomic_open
 from cnnlib.profiles import choose_device
 
-__all__ = ["History", "TrainingDiverged", "autocast_dtype", "choose_device", "cpu_has_fast_bf16", "evaluate",
-           "fit", "load_checkpoint", "predict", "prefers_channels_last", "save_checkpoint", "seed_everything",
-           "xavier_init_"]
+__all__ = ["History", "TrainingDiverged", "autocast_dtype", "checkpoint_recipe", "choose_device", "cpu_has_fast_bf16",
+           "evaluate", "fit", "load_checkpoint", "predict", "prefers_channels_last", "save_checkpoint",
+           "seed_everything", "xavier_init_"]
 
 Batches = Iterable[tuple[Tensor, Tensor]]
 
@@ -283,7 +283,7 @@ def fit(model: nn.Module, train_loader: Batches, test_loader: Batches, epochs: i
         amp: str | None = "auto", channels_last: bool | None = None, progress: bool | None = None,
         live_plot: bool = False, checkpoint: str | os.PathLike | None = None, resume: bool = False,
         batch_transform: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
-        weight_decay: float = 0.0, momentum: float = 0.9) -> History:
+        weight_decay: float = 0.0, momentum: float = 0.9, recipe: dict | None = None) -> History:
     """Train ``model`` for ``epochs`` epochs, evaluating on ``test_loader`` after each; return the ``History``.
 
     - ``device``: default the train loader's ``.device`` if it has one, else ``choose_device()``.
@@ -298,7 +298,9 @@ def fit(model: nn.Module, train_loader: Batches, test_loader: Batches, epochs: i
     - ``progress``: a bar per epoch and a line per finished epoch; default on, except when ``CI``
       is set or under pytest. ``live_plot``: curves redrawn in place in a notebook.
     - ``checkpoint``: written atomically after every epoch; ``resume=True`` continues from it
-      (if it exists) and ends with the same weights as an uninterrupted run.
+      (if it exists) and ends with the same weights as an uninterrupted run. ``recipe``: a dict of
+      plain values (the settings the run was built from) stored in the checkpoint, which
+      ``checkpoint_recipe`` reads back, so that a caller can refuse to resume under other settings.
 
     A NaN or infinite loss raises ``TrainingDiverged``, naming the step where it first appeared. The
     check runs on the device; the host looks every ``FINITE_CHECK_EVERY`` steps and at the epoch's end,
@@ -387,7 +389,7 @@ def fit(model: nn.Module, train_loader: Batches, test_loader: Batches, epochs: i
             if plot is not None:
                 plot.update(history)
             if checkpoint is not None and _is_main():
-                save_checkpoint(checkpoint, model, optimizer, scheduler, history, epoch + 1, scaler)
+                save_checkpoint(checkpoint, model, optimizer, scheduler, history, epoch + 1, scaler, recipe)
     except TrainingDiverged as err:
         err.history = history  # the finished epochs, for a look at what led up to it
         raise
@@ -405,8 +407,8 @@ def fit(model: nn.Module, train_loader: Batches, test_loader: Batches, epochs: i
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler | None, history: History, epoch: int,
-                    scaler: torch.amp.GradScaler | None = None) -> None:
-    """Write everything needed to continue after ``epoch`` finished epochs, atomically.
+                    scaler: torch.amp.GradScaler | None = None, recipe: dict | None = None) -> None:
+    """Write everything needed to continue after ``epoch`` finished epochs (and ``recipe``), atomically.
 
     The state goes to a temporary file in the same folder, which ``os.replace`` then renames over
     ``path`` in one step: an interruption leaves the previous checkpoint intact, never half a file.
@@ -420,6 +422,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.
         "scheduler": None if scheduler is None else scheduler.state_dict(),
         "scaler": None if scaler is None else scaler.state_dict(),
         "history": history.to_dict(),
+        "recipe": recipe,
         "rng": {"cpu": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
     }
@@ -440,6 +443,11 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.
     if state["rng"]["cuda"] and torch.cuda.device_count() == len(state["rng"]["cuda"]):
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
     return state["epoch"], History.from_dict(state["history"])
+
+
+def checkpoint_recipe(path: str | os.PathLike) -> dict | None:
+    """The ``recipe`` that ``fit`` stored in the checkpoint at ``path`` (None if it stored none)."""
+    return torch.load(path, map_location="cpu", weights_only=True).get("recipe")
 
 
 if __name__ == "__main__":  # `python -m cnnlib.train`: the command-line trainer, whose module imports this one

@@ -106,7 +106,8 @@ def test_missing_data_says_what_to_put_where(capsys, tmp_path, monkeypatch):
     for cls in (datasets.MNIST, datasets.FashionMNIST):
         monkeypatch.setattr(cls, "mirrors", ["http://127.0.0.1:9/"])  # any download fails at once
     err = error_line(capsys, ["--model", "small_resnet", "--dataset", "mnist"])
-    assert f"--dataset mnist: MNIST is not in {tmp_path}" in err and "train-images-idx3-ubyte.gz" in err
+    assert f"--dataset mnist: MNIST is not in {tmp_path}" in err and "train-images-idx3-ubyte.gz (missing)" in err
+    assert err.count("\n") == 1
 
 
 def test_resume_from_a_checkpoint_of_another_model_or_recipe(capsys, tmp_path):
@@ -116,7 +117,10 @@ def test_resume_from_a_checkpoint_of_another_model_or_recipe(capsys, tmp_path):
     err = error_line(capsys, ["--model", "small_inception", *tiny, *checkpoint])
     assert err.count("\n") == 1 and "holds the weights of another model" in err
     err = error_line(capsys, ["--model", "small_resnet", "--tricks", "no-bias-decay,cosine", *tiny, *checkpoint])
-    assert err.count("\n") == 1 and "another recipe" in err
+    assert err.count("\n") == 1 and "another recipe: --tricks [] (this run: ['no-bias-decay', 'cosine'])" in err
+    err = error_line(capsys, ["--model", "small_resnet", "--lr", "0.1", "--seed", "3", *tiny, *checkpoint])
+    assert "--lr 0.05 (this run: 0.1), --seed 0 (this run: 3)" in err  # same weights and groups, another recipe
+    main(["--model", "small_resnet", *tiny, *checkpoint])  # the same options resume
     err = error_line(capsys, ["--model", "small_resnet", "--resume"])
     assert "--resume needs --checkpoint" in err
 

@@ -9,8 +9,8 @@ from torch import nn
 
 from cnnlib import train as train_module
 from cnnlib.data import DeviceLoader, fashion_mnist
-from cnnlib.train import (History, TrainingDiverged, autocast_dtype, cpu_has_fast_bf16, evaluate, fit, predict,
-                          load_checkpoint, save_checkpoint, seed_everything, xavier_init_)
+from cnnlib.train import (History, TrainingDiverged, autocast_dtype, checkpoint_recipe, cpu_has_fast_bf16, evaluate,
+                          fit, load_checkpoint, predict, save_checkpoint, seed_everything, xavier_init_)
 
 TIMING = ("examples_per_s", "seconds")
 
@@ -77,7 +77,9 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(split, tmp_path):
 def test_checkpoint_round_trip(tmp_path):
     model, history = tiny_cnn(), History([dict(epoch=1, train_loss=1.0)])
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    save_checkpoint(tmp_path / "sub" / "c.pt", model, optimizer, None, history, epoch=1)
+    recipe = {"model": "tiny_cnn", "tricks": ["cosine"], "resize": None, "variant": {"depth": 20}}
+    save_checkpoint(tmp_path / "sub" / "c.pt", model, optimizer, None, history, epoch=1, recipe=recipe)
+    assert checkpoint_recipe(tmp_path / "sub" / "c.pt") == recipe
     other = tiny_cnn(seed=1)
     epoch, loaded = load_checkpoint(tmp_path / "sub" / "c.pt", other, torch.optim.SGD(other.parameters(), lr=0.5))
     assert epoch == 1 and loaded == history
