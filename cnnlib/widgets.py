@@ -131,7 +131,7 @@ def draw_window(ax: Axes, n: int, kernel: int, stride: int, padding: int, dilati
 
 
 def window_figure(n: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1,
-                  steps: Sequence[int] = (0,)) -> Figure:
+                  steps: Sequence[int] = (0,)) -> viz.Figure:
     """One ``draw_window`` panel per output position in ``steps``: the explorer, frozen, for
     readers of a stored notebook (a ``cnnlib.viz.Figure``, shown as PNG)."""
     fig = viz.Figure(figsize=(3.2 * len(steps), 3.4), dpi=100, layout="constrained")
