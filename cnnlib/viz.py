@@ -226,17 +226,19 @@ def plot_confusion(matrix, class_names: Sequence[str], title: str = "Confusion m
 
 def plot_bars(
     names: Sequence[str], values: Sequence[float], ylabel: str, title: str | None = None,
-    ylim: tuple[float, float] | None = None,
+    ylim: tuple[float, float] | None = None, errors: Sequence[float | tuple[float, float]] | None = None,
 ) -> Figure:
     """Bar chart with each value written on its bar (ablations, parameter counts).
 
     The value axis starts at 0 unless `ylim` says otherwise (to see small accuracy differences).
+    `errors`: an error bar per value, symmetric (one number) or (below, above), e.g. a 95% interval.
     """
-    if len(names) != len(values):
-        raise ValueError(f"{len(names)} names for {len(values)} values")
+    if len(names) != len(values) or (errors is not None and len(errors) != len(values)):
+        raise ValueError(f"{len(names)} names and {len(errors or values)} errors for {len(values)} values")
     fig = _figure(max(3.0, 0.8 * len(names) + 1.0), 3.2)
     ax = fig.subplots()
-    bars = ax.bar(range(len(names)), values, color="tab:blue")
+    yerr = None if errors is None else np.array([e if np.ndim(e) else (e, e) for e in errors], dtype=float).T
+    bars = ax.bar(range(len(names)), values, color="tab:blue", yerr=yerr, capsize=4, ecolor="black")
     integers = all(float(v).is_integer() for v in values)
     ax.bar_label(bars, labels=[f"{v:,.0f}" if integers else f"{v:.3g}" for v in values], fontsize=8)
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
@@ -249,15 +251,23 @@ def plot_bars(
 
 def plot_lines(
     series: Mapping[str, Sequence[float]], xlabel: str, ylabel: str, title: str | None = None,
-    logy: bool = False, start: int = 0,
+    logy: bool = False, start: int = 0, spread: Mapping[str, Sequence[float]] | None = None,
 ) -> Figure:
-    """Several curves y against their index (counted from `start`), one per dict entry."""
+    """Several curves y against their index (counted from `start`), one per dict entry.
+
+    `spread`: for some curves, a +- band per point (e.g. the standard deviation over seeds), drawn
+    as error bars on the curve.
+    """
     fig = _figure(5.0, 3.2)
     ax = fig.subplots()
     for name, values in series.items():
         values = [float(v) for v in values]
         marker = "o" if len(values) <= 50 else None  # long series (lr per batch): a plain line
-        ax.plot(range(start, start + len(values)), values, marker=marker, markersize=3, label=name)
+        band = None if spread is None or name not in spread else [float(v) for v in spread[name]]
+        if band is not None and len(band) != len(values):
+            raise ValueError(f"{name!r}: {len(band)} spreads for {len(values)} values")
+        ax.errorbar(range(start, start + len(values)), values, yerr=band, marker=marker, markersize=3, label=name,
+                    capsize=3 if band is not None else 0)
     if logy:
         ax.set_yscale("log")
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)

@@ -170,6 +170,15 @@ def test_plot_bars_labels_values():
         plot_bars(["a"], [1, 2], "x")
 
 
+def test_plot_bars_error_bars_span_the_intervals():
+    ax = plot_bars(["a", "b"], [0.8, 0.9], "acc", errors=[0.02, (0.01, 0.03)]).axes[0]
+    (bar_segments,) = [c for c in ax.collections if len(c.get_segments()) == 2]
+    spans = [y for seg in bar_segments.get_segments() for y in (seg[0][1], seg[1][1])]
+    assert spans == pytest.approx([0.78, 0.82, 0.89, 0.93])
+    with pytest.raises(ValueError, match="errors"):
+        plot_bars(["a", "b"], [1, 2], "x", errors=[0.1])
+
+
 def test_plot_grad_norms_and_lines():
     fig = plot_grad_norms({"plain": [1e-4, 1e-2, 1.0], "residual": [0.5, 0.7, 1.0]})
     ax = fig.axes[0]
@@ -177,3 +186,14 @@ def test_plot_grad_norms_and_lines():
     assert list(ax.lines[0].get_xdata()) == [1, 2, 3]
     lr = plot_lines({"lr": [0.1, 0.05, 0.0]}, xlabel="step", ylabel="learning rate")
     assert lr.axes[0].get_yscale() == "linear" and list(lr.axes[0].lines[0].get_xdata()) == [0, 1, 2]
+
+
+def test_plot_lines_draws_the_spread_as_error_bars():
+    ax = plot_lines({"relu": [0.5, 0.2], "tanh": [0.6, 0.3]}, "epoch", "error", start=1,
+                    spread={"relu": [0.1, 0.05]}).axes[0]
+    (bars,) = [c for c in ax.collections if len(c.get_segments())]  # only relu has a spread
+    spans = [y for seg in bars.get_segments() for y in (seg[0][1], seg[1][1])]
+    assert spans == pytest.approx([0.4, 0.6, 0.15, 0.25])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["relu", "tanh"]
+    with pytest.raises(ValueError, match="spreads"):
+        plot_lines({"relu": [0.5, 0.2]}, "epoch", "error", spread={"relu": [0.1]})
