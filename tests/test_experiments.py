@@ -15,7 +15,8 @@ from cnnlib.experiments import EXPERIMENTS, get_experiment, load_results, run_ex
 from cnnlib.experiments import bag_of_tricks, d2l_accuracy, degradation, relu_tanh
 from cnnlib.experiments.__main__ import main
 from cnnlib.experiments.protocol import Scale, Splits, epochs_to_reach, train_val_split
-from cnnlib.experiments.results import ResultsFile, ResultsMismatch, load, machine, problems, write_json_atomic
+from cnnlib.experiments.results import (ResultsFile, ResultsMismatch, describe, load, machine, problems,
+                                       write_json_atomic)
 from cnnlib.experiments.stats import curves, interval, summary
 from cnnlib.data import fashion_mnist
 from cnnlib.models.resnet import cifar_resnet
@@ -192,6 +193,32 @@ def test_relu_tanh_picks_each_rate_on_validation_and_takes_the_ratio():
     assert relu_tanh.best_learning_rates(runs) == {"relu": 0.01, "tanh": 0.03}
     relu_epochs = epochs_to_reach([0.3, 0.12, 0.08], 0.1)
     assert relu_tanh.speedup(runs) == pytest.approx([3.0 / relu_epochs] * 2)
+
+
+def test_relu_tanh_table_and_figure_follow_the_runs():
+    runs = [fake_run("relu", 0.01, s, [0.3, 0.12, 0.08], [0.8, 0.9, 0.91 + s / 100]) for s in range(2)]
+    runs += [fake_run("tanh", 0.03, s, [0.5, 0.3, 0.2], [0.7, 0.8, 0.85]) for s in range(2)]
+    for run in runs:
+        run["test_acc"] = run["val_acc"][-1]
+    runs.append({**fake_run("tanh", 0.1, 0, [], []), "diverged": "loss nan", "test_acc": None})
+    table = relu_tanh.table(runs)
+    assert table.loc[("relu", 0.01), "epochs to 10% train error"] == pytest.approx(epochs_to_reach([0.3, 0.12, 0.08], 0.1))
+    assert table.loc[("tanh", 0.03), "epochs to 10% train error"] == math.inf
+    assert table.loc[("relu", 0.01), "test acc"] == pytest.approx(0.915)
+    assert table.loc[("relu", 0.01), "test acc std"] == pytest.approx(0.01 / math.sqrt(2))
+    assert table.loc[("tanh", 0.1), ["runs", "diverged"]].tolist() == [1, 1]
+    ax = relu_tanh.figure(runs).axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["relu (lr 0.01, 2 seeds)", "tanh (lr 0.03, 2 seeds)"]
+    assert list(ax.lines[0].get_ydata()) == pytest.approx([0.3, 0.12, 0.08])
+
+
+def test_describe_names_the_runs_machine_and_commit():
+    data = {"experiment": "relu_tanh", "commit": "a" * 40, "created": "2026-11-29T10:00:00+00:00",
+            "machine": {"cpu": "AMD EPYC", "cpu_capability": "AVX2", "threads": 2, "torch": "2.14.1", "device": "cpu"},
+            "runs": [{"config": {"lr": lr}, "seed": s, "train_examples": 55000, "seconds": 1800.0}
+                     for lr in (0.1, 0.01) for s in (0, 1, 2)]}
+    assert describe(data) == ("relu_tanh: 6 runs (2 configurations x seeds [0, 1, 2]), 55,000 training images each; "
+                              "AMD EPYC (AVX2), 2 threads, torch 2.14.1, cpu; 3.0 hours; commit aaaaaaa, 2026-11-29")
 
 
 def test_four_layer_cnn_has_four_weighted_layers_and_no_normalisation():

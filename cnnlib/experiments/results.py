@@ -158,6 +158,21 @@ def load(path: str | os.PathLike) -> dict:
     return json.loads(Path(path).read_text())
 
 
+def describe(data: dict) -> str:
+    """Where a results document's figures come from, in one line: runs, seeds, training images,
+    the machine and the commit."""
+    runs = data["runs"]
+    configs = {json.dumps(run["config"], sort_keys=True) for run in runs}
+    seeds = sorted({run["seed"] for run in runs})
+    examples = sorted({run["train_examples"] for run in runs})
+    m = data["machine"]
+    hours = sum(run["seconds"] for run in runs) / 3600
+    return (f"{data['experiment']}: {len(runs)} runs ({len(configs)} configurations x seeds {seeds}), "
+            f"{' / '.join(f'{n:,}' for n in examples)} training images each; {m['cpu']} "
+            f"({m['cpu_capability']}), {m['threads']} threads, torch {m['torch']}, {m['device']}; "
+            f"{hours:.1f} hours; commit {data['commit'][:7]}, {data['created'][:10]}")
+
+
 def problems(data: dict, min_seeds: int = 3, min_train_examples: int = 50_000) -> list[str]:
     """What is wrong with a results document, as sentences (empty: it holds to the schema).
 
