@@ -17,7 +17,7 @@ DRY_RUN     := CNNLIB_PROFILE=full CNNLIB_DRY_RUN=1
 # $(call timed,WHAT,COMMAND): run COMMAND and say how long it took.
 timed        = start=$$(date +%s); $(2); rc=$$?; echo "[make test] $(1): $$(( $$(date +%s) - start )) s"; exit $$rc
 
-.PHONY: lab test setup data browser exercises grade unit notebooks portability dry-run bench clean
+.PHONY: lab test setup data browser exercises grade execute unit notebooks portability dry-run bench clean
 
 # Jupyter refuses to run as root unless told: containers and CI machines often are root.
 # The kernel is registered again each time, so that it is this checkout's environment.
@@ -72,6 +72,17 @@ exercises: setup
 SUBMISSIONS ?= submissions
 grade: setup data
 	$(PY) -m cnnlib.grade $(SUBMISSIONS) --out grades.csv --feedback feedback
+
+# Execute lessons in place under the cpu profile, as they are committed (no progress bars, so no
+# stderr): make execute NOTEBOOKS="notebooks/04_residual_blocks.ipynb notebooks/05_resnets.ipynb"
+NOTEBOOKS ?= $(wildcard notebooks/0*.ipynb)
+execute: setup data
+	@for nb in $(NOTEBOOKS); do \
+	  start=$$(date +%s); \
+	  CI=1 CNNLIB_PROFILE=cpu $(PY) -m jupyter nbconvert --execute --to notebook --inplace \
+	    --ExecutePreprocessor.kernel_name=cnnlib --ExecutePreprocessor.timeout=1800 "$$nb" || exit 1; \
+	  echo "$$nb: $$(( $$(date +%s) - start )) s"; \
+	done
 
 unit: setup data
 	CNNLIB_PROFILE=smoke $(PY) -m pytest tests -q
