@@ -208,7 +208,7 @@ def test_relu_tanh_table_and_figure_follow_the_runs():
     assert table.loc[("relu", 0.01), "test acc std"] == pytest.approx(0.01 / math.sqrt(2))
     assert table.loc[("tanh", 0.1), ["runs", "diverged"]].tolist() == [1, 1]
     ax = relu_tanh.figure(runs).axes[0]
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["relu (lr 0.01, 2 seeds)", "tanh (lr 0.03, 2 seeds)"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["relu (lr 0.01), 2 seeds", "tanh (lr 0.03), 2 seeds"]
     assert list(ax.lines[0].get_ydata()) == pytest.approx([0.3, 0.12, 0.08])
 
 
@@ -228,6 +228,20 @@ def test_four_layer_cnn_has_four_weighted_layers_and_no_normalisation():
     assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     with pytest.raises(ValueError, match="activation must be one of"):
         relu_tanh.four_layer_cnn("sigmoid")
+
+
+def test_degradation_penalty_is_deeper_minus_shallower_per_seed():
+    def fake(kind, depth, seed, train_acc_eval):
+        return {"config": {"kind": kind, "depth": depth}, "seed": seed, "train_acc_eval": train_acc_eval,
+                "train_error": [0.5, 1 - train_acc_eval], "val_acc": [0.8, 0.85], "test_acc": 0.85}
+    runs = [fake("plain", 20, 0, 0.95), fake("plain", 56, 0, 0.90), fake("plain", 20, 1, 0.96),
+            fake("plain", 56, 1, 0.92), fake("residual", 20, 0, 0.95), fake("residual", 56, 0, 0.97)]
+    penalty = degradation.depth_penalty(runs)
+    assert penalty["plain"] == pytest.approx([0.05, 0.04]) and penalty["residual"] == pytest.approx([-0.02])
+    table = degradation.table(runs)
+    assert list(table.index) == ["plain-20", "plain-56", "residual-20", "residual-56"]
+    assert table.loc["plain-56", "train error, eval mode"] == pytest.approx(0.09)
+    assert len(degradation.figure(runs).axes[0].get_legend().get_texts()) == 4
 
 
 def test_degradation_networks_are_the_papers_at_width_16():

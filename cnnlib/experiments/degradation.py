@@ -26,12 +26,15 @@ epochs are 1,290 iterations, where the paper's figure 6 already separates the cu
 
 from __future__ import annotations
 
+import pandas as pd
 import torch
 
+from cnnlib.experiments import report
 from cnnlib.experiments.protocol import Scale, train_and_record
 from cnnlib.experiments.runner import Context, Experiment
 from cnnlib.models.resnet import BasicBlock, ResNet
 from cnnlib.tricks import warmup_cosine
+from cnnlib.viz import Figure
 
 WIDTH, EPOCHS, BATCH, LR, WEIGHT_DECAY, WARMUP_EPOCHS = 8, 3, 128, 0.1, 1e-4, 0.5
 SHORTCUTS = {"plain": "none", "residual": "zero_pad"}
@@ -70,6 +73,40 @@ def run(config: dict, seed: int, context: Context) -> dict:
     record, _ = train_and_record(model, loaders, p["epochs"], context.splits.eval_loader("train"),
                                  optimizer=optimizer, scheduler=scheduler)
     return record
+
+
+def name(config: dict) -> str:
+    return f"{config['kind']}-{config['depth']}"
+
+
+def table(runs: list[dict]) -> pd.DataFrame:
+    """Per network: the final running training error (the curves' last point), the trained model's
+    training error in evaluation mode, validation and test accuracy; means and standard deviations."""
+    return report.table(runs, name, {
+        "final train error": lambda r: r["train_error"][-1],
+        "train error, eval mode": lambda r: 1 - r["train_acc_eval"],
+        "val acc": lambda r: r["val_acc"][-1],
+        "test acc": lambda r: r["test_acc"],
+    }, index_names=["network"])
+
+
+def figure(runs: list[dict]) -> Figure:
+    """The running training error per epoch of each network, mean and standard deviation over seeds."""
+    return report.figure(runs, name, title="Plain and residual nets, Fashion-MNIST")
+
+
+def depth_penalty(runs: list[dict]) -> dict[str, list[float]]:
+    """Per kind (plain, residual), seed by seed: the deepest network's final training error (eval
+    mode) minus the shallowest's. Above 0 is degradation: the deeper network fits its training set worse."""
+    by = {(r["config"]["kind"], r["config"]["depth"], r["seed"]): 1 - r["train_acc_eval"] for r in runs}
+    penalty = {}
+    for kind in SHORTCUTS:
+        depths = sorted({depth for k, depth, _ in by if k == kind})
+        if depths:
+            shallow, deep = depths[0], depths[-1]
+            penalty[kind] = [by[kind, deep, seed] - by[kind, shallow, seed]
+                             for k, depth, seed in sorted(by) if (k, depth) == (kind, shallow) and (kind, deep, seed) in by]
+    return penalty
 
 
 EXPERIMENT = Experiment("degradation", "04", "plain-56 trains worse than plain-20; residual-56 does not",

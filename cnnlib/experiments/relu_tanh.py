@@ -30,17 +30,16 @@ per training epoch for relu at w = 16, tanh 1.25 times as long (measured at w = 
 
 from __future__ import annotations
 
-import math
 import time
 
 import pandas as pd
 from torch import nn
 
+from cnnlib.experiments import report
 from cnnlib.experiments.protocol import Scale, epochs_to_reach, train_and_record
 from cnnlib.experiments.runner import Context, Experiment
-from cnnlib.experiments.stats import curves, group_runs, interval
 from cnnlib.train import TrainingDiverged
-from cnnlib.viz import Figure, plot_lines
+from cnnlib.viz import Figure
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 LEARNING_RATES = (0.01, 0.03, 0.1)
@@ -124,22 +123,15 @@ def speedup(runs: list[dict], threshold: float = THRESHOLD) -> list[float]:
 
 def table(runs: list[dict], threshold: float = THRESHOLD) -> pd.DataFrame:
     """Per (activation, learning rate): finished and diverged runs; epochs to ``threshold`` training
-    and validation error (mean over seeds; inf: not reached in every run); final training error,
-    validation and test accuracy (mean and standard deviation over the finished seeds)."""
-    rows = {}
-    for group in group_runs(runs).values():
-        config, finished = group[0]["config"], [r for r in group if not r.get("diverged")]
-        row = {"runs": len(group), "diverged": len(group) - len(finished)}
-        for curve in ("train_error", "val_error"):
-            epochs = [epochs_to_threshold(r, curve, threshold) for r in finished]
-            row[f"epochs to {threshold:.0%} {curve.split('_')[0]} error"] = (
-                interval(epochs)["mean"] if epochs else math.inf)
-        for name, value in (("final train error", lambda r: r["train_error"][-1]),
-                            ("final val acc", lambda r: r["val_acc"][-1]), ("test acc", lambda r: r["test_acc"])):
-            spread = interval(value(r) for r in finished) if finished else {"mean": math.nan, "std": math.nan}
-            row[name], row[f"{name} std"] = spread["mean"], spread["std"]
-        rows[config["activation"], config["lr"]] = row
-    return pd.DataFrame(rows).T.rename_axis(["activation", "lr"]).astype({"runs": int, "diverged": int})
+    and validation error (inf: not reached in every run); final training error, validation and test
+    accuracy; each a mean, with its standard deviation over the finished seeds."""
+    return report.table(runs, lambda c: (c["activation"], c["lr"]), {
+        f"epochs to {threshold:.0%} train error": lambda r: epochs_to_threshold(r, "train_error", threshold),
+        f"epochs to {threshold:.0%} val error": lambda r: epochs_to_threshold(r, "val_error", threshold),
+        "final train error": lambda r: r["train_error"][-1],
+        "final val acc": lambda r: r["val_acc"][-1],
+        "test acc": lambda r: r["test_acc"],
+    }, index_names=["activation", "lr"])
 
 
 def figure(runs: list[dict], threshold: float = THRESHOLD) -> Figure:
@@ -147,14 +139,8 @@ def figure(runs: list[dict], threshold: float = THRESHOLD) -> Figure:
     epoch, mean and standard deviation over seeds, with the threshold drawn across: the paper's figure 1."""
     rates = best_learning_rates(runs, threshold)
     chosen = [r for r in runs if r["config"]["lr"] == rates.get(r["config"]["activation"])]
-    series, spread = {}, {}
-    for curve in curves(chosen):
-        label = f"{curve['config']['activation']} (lr {curve['config']['lr']:g}, {curve['seeds']} seeds)"
-        series[label], spread[label] = curve["mean"], curve["std"]
-    fig = plot_lines(series, "epoch", "training error", title="Four-layer CNN, Fashion-MNIST", start=1,
-                     spread=spread)
-    fig.axes[0].axhline(threshold, color="gray", linestyle="--", linewidth=1)
-    return fig
+    return report.figure(chosen, lambda c: f"{c['activation']} (lr {c['lr']:g})",
+                         title="Four-layer CNN, Fashion-MNIST", threshold=threshold)
 
 
 EXPERIMENT = Experiment("relu_tanh", "02", "ReLU reaches a fixed training error several times faster than tanh",

@@ -1,0 +1,44 @@
+"""What a lesson shows of a results file: a table of means and spreads, curves with error bars."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable
+
+import pandas as pd
+
+from cnnlib.experiments.stats import curves, group_runs, interval
+from cnnlib.viz import Figure, plot_lines
+
+Metric = Callable[[dict], float]
+
+
+def table(runs: list[dict], index: Callable[[dict], Hashable], metrics: dict[str, Metric],
+          index_names: list[str] | None = None) -> pd.DataFrame:
+    """One row per configuration, labelled ``index(config)``: its ``runs``, how many ``diverged``,
+    then each metric's mean over the finished runs and, in a column ``NAME std``, their sample
+    standard deviation (NaN for one run; a mean is inf when a run's metric is)."""
+    rows = {}
+    for group in group_runs(runs).values():
+        finished = [run for run in group if not run.get("diverged")]
+        row = {"runs": len(group), "diverged": len(group) - len(finished)}
+        for name, metric in metrics.items():
+            spread = interval(metric(run) for run in finished) if finished else {"mean": math.nan, "std": math.nan}
+            row[name], row[f"{name} std"] = spread["mean"], spread["std"]
+        rows[index(group[0]["config"])] = row
+    frame = pd.DataFrame(rows).T.astype({"runs": int, "diverged": int})
+    return frame.rename_axis(index_names) if index_names else frame
+
+
+def figure(runs: list[dict], label: Callable[[dict], str], key: str = "train_error", ylabel: str = "training error",
+           title: str | None = None, threshold: float | None = None) -> Figure:
+    """Per configuration, the per-epoch curve ``key`` (mean over seeds, error bars of one standard
+    deviation), labelled ``label(config)`` with its number of seeds; ``threshold`` as a dashed line."""
+    series, spread = {}, {}
+    for curve in curves(runs, key):
+        name = f"{label(curve['config'])}, {curve['seeds']} seeds"
+        series[name], spread[name] = curve["mean"], curve["std"]
+    fig = plot_lines(series, "epoch", ylabel, title=title, start=1, spread=spread)
+    if threshold is not None:
+        fig.axes[0].axhline(threshold, color="gray", linestyle="--", linewidth=1)
+    return fig

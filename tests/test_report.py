@@ -1,0 +1,38 @@
+"""The tables and figures that lessons draw from results files."""
+
+import math
+
+import pytest
+
+from cnnlib.experiments import report
+
+
+def run(kind, seed, train_error, test_acc, diverged=False):
+    record = {"config": {"kind": kind, "depth": 20}, "seed": seed, "train_error": train_error, "test_acc": test_acc}
+    return {**record, "diverged": "loss nan", "train_error": []} if diverged else record
+
+
+RUNS = [run("plain", 0, [0.5, 0.2], 0.80), run("plain", 1, [0.7, 0.4], 0.90),
+        run("residual", 0, [0.4, 0.1], 0.91), run("residual", 1, [], None, diverged=True)]
+
+
+def test_table_has_a_row_per_configuration_with_means_and_spreads():
+    frame = report.table(RUNS, lambda c: (c["kind"], c["depth"]), {"test acc": lambda r: r["test_acc"]},
+                         index_names=["kind", "depth"])
+    assert list(frame.index) == [("plain", 20), ("residual", 20)] and frame.index.names == ["kind", "depth"]
+    assert frame.loc[("plain", 20), ["runs", "diverged"]].tolist() == [2, 0]
+    assert frame.loc[("plain", 20), "test acc"] == pytest.approx(0.85)
+    assert frame.loc[("plain", 20), "test acc std"] == pytest.approx(0.1 / math.sqrt(2))
+    assert frame.loc[("residual", 20), ["runs", "diverged"]].tolist() == [2, 1]
+    assert frame.loc[("residual", 20), "test acc"] == pytest.approx(0.91)
+    assert math.isnan(frame.loc[("residual", 20), "test acc std"])  # one finished run: no spread
+
+
+def test_figure_draws_mean_curves_with_one_standard_deviation():
+    ax = report.figure(RUNS, lambda c: f"{c['kind']}-{c['depth']}", threshold=0.3).axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["plain-20, 2 seeds", "residual-20, 1 seeds"]
+    assert list(ax.lines[0].get_ydata()) == pytest.approx([0.6, 0.3])
+    plain_bars = ax.collections[0]  # the first curve's error bars: +- the standard deviation of (0.5, 0.7)
+    (low, high) = plain_bars.get_segments()[0][:, 1]
+    assert (low, high) == pytest.approx((0.6 - 0.1 * math.sqrt(2), 0.6 + 0.1 * math.sqrt(2)))
+    assert ax.lines[-1].get_ydata()[0] == 0.3  # the threshold
