@@ -14,6 +14,10 @@ NBVAL       := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_san
 PORTABLE    := ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 # The full profile's code path in a dry run: one batch per loader pass, one epoch per budget.
 DRY_RUN     := CNNLIB_PROFILE=full CNNLIB_DRY_RUN=1
+# Tests run in $(WORKERS) pytest-xdist processes; a notebook's cells stay together, in order, on one
+# of them (--dist loadfile). The unit tests run one thread each, so the workers do not compete.
+WORKERS     ?= 2
+PARALLEL    := -n $(WORKERS)
 # $(call timed,WHAT,COMMAND): run COMMAND and say how long it took.
 timed        = start=$$(date +%s); $(2); rc=$$?; echo "[make test] $(1): $$(( $$(date +%s) - start )) s"; exit $$rc
 
@@ -85,17 +89,17 @@ execute: setup data
 	done
 
 unit: setup data
-	CNNLIB_PROFILE=smoke $(PY) -m pytest tests -q
+	OMP_NUM_THREADS=1 CNNLIB_PROFILE=smoke $(PY) -m pytest tests -q $(PARALLEL)
 
 notebooks: setup data
-	CNNLIB_PROFILE=smoke $(PY) -m pytest $(NBVAL) notebooks -q
+	CNNLIB_PROFILE=smoke $(PY) -m pytest $(NBVAL) notebooks -q $(PARALLEL) --dist loadfile
 
 portability: setup data
-	$(PORTABLE) CNNLIB_PROFILE=smoke $(PY) -m pytest $(NBVAL) notebooks -q
+	$(PORTABLE) CNNLIB_PROFILE=smoke $(PY) -m pytest $(NBVAL) notebooks -q $(PARALLEL) --dist loadfile
 
 # Outputs are not compared (--nbval-lax): the cells must run to the end, that is all.
 dry-run: setup data
-	$(DRY_RUN) $(PY) -m pytest --nbval-lax --nbval-current-env notebooks -q
+	$(DRY_RUN) $(PY) -m pytest --nbval-lax --nbval-current-env notebooks -q $(PARALLEL) --dist loadfile
 
 bench: setup data
 	$(PY) benchmarks/vs_d2l.py
