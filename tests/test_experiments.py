@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from cnnlib.experiments import EXPERIMENTS, get_experiment, load_results, run_experiment
-from cnnlib.experiments import bag_of_tricks, d2l_accuracy, degradation, relu_tanh
+from cnnlib.experiments import alexnet_tricks, bag_of_tricks, d2l_accuracy, degradation, relu_tanh
 from cnnlib.experiments.__main__ import main
 from cnnlib.experiments.protocol import Scale, Splits, epochs_to_reach, train_val_split
 from cnnlib.experiments.results import (ResultsFile, ResultsMismatch, describe, load, machine, problems,
@@ -242,6 +242,18 @@ def test_degradation_penalty_is_deeper_minus_shallower_per_seed():
     assert list(table.index) == ["plain-20", "plain-56", "residual-20", "residual-56"]
     assert table.loc["plain-56", "train error, eval mode"] == pytest.approx(0.09)
     assert len(degradation.figure(runs).axes[0].get_legend().get_texts()) == 4
+
+
+def test_alexnet_tricks_names_and_removal_costs():
+    def fake(config, seed, test_acc):
+        return {"config": config, "seed": seed, "test_acc": test_acc, "train_acc_eval": 0.95,
+                "train_error": [0.3, 0.1], "val_acc": [0.8, test_acc]}
+    configs = alexnet_tricks.configs(SMOKE)
+    assert [alexnet_tricks.name(c) for c in configs] == ["all three", "no LRN", "2x2 pooling", "no dropout"]
+    runs = [fake(configs[0], 0, 0.90), fake(configs[0], 1, 0.91), fake(configs[1], 0, 0.89), fake(configs[1], 1, 0.92)]
+    assert alexnet_tricks.removal_cost(runs) == {"no LRN": pytest.approx([0.01, -0.01])}
+    table = alexnet_tricks.table(runs)
+    assert table.loc["all three", "train-test gap"] == pytest.approx(0.95 - 0.905)
 
 
 def test_degradation_networks_are_the_papers_at_width_16():
