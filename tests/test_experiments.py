@@ -282,6 +282,14 @@ def test_bag_of_tricks_differences_and_teacher_choice():
         bag_of_tricks.best_teacher(runs)
 
 
+def test_d2l_comparison_sets_our_seeds_beside_d2ls_run():
+    runs = [{"config": {"model": "resnet18"}, "seed": s, "test_acc": acc} for s, acc in enumerate((0.90, 0.91, 0.92))]
+    table = d2l_accuracy.comparison(runs, "resnet18")
+    assert table.loc["ours, 28x28", "test acc"] == pytest.approx(0.91)
+    assert table.loc["ours, 28x28", "95% high"] == pytest.approx(0.91 + 4.302653 * 0.01 / math.sqrt(3), 1e-5)
+    assert table.loc["d2l, 96x96", "test acc"] == 0.865 and table.loc["d2l, 96x96", "seeds"] == 1
+
+
 def test_multiply_accumulates_at_28_are_a_fraction_of_d2ls_at_96():
     for name in ("googlenet", "resnet18"):
         macs = d2l_accuracy.multiply_accumulates(name)

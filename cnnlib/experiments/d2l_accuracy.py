@@ -20,19 +20,24 @@ GoogLeNet 297, ResNet-18 742. GoogLeNet: 3 seeds x 10 epochs, about 9,000 CPU-se
 
 from __future__ import annotations
 
+import math
+
+import pandas as pd
 import torch
 
 from cnnlib.experiments.protocol import Scale, train_and_record
 from cnnlib.experiments.runner import Context, Experiment
 from cnnlib.inspect import layer_table
+from cnnlib.experiments.stats import interval
 from cnnlib.models import get_model
+from cnnlib.references import D2L
 from cnnlib.train import xavier_init_
 
 RECIPES = {  # d2l's learning rate and batch; epochs sized to the budget
     "googlenet": {"lr": 0.1, "batch_size": 128, "epochs": 10},
     "resnet18": {"lr": 0.05, "batch_size": 256, "epochs": 4},
 }
-D2L_SIZE = 96
+D2L_SIZE, D2L_EPOCHS = 96, 10
 
 
 def multiply_accumulates(name: str) -> dict[str, int]:
@@ -45,6 +50,18 @@ def multiply_accumulates(name: str) -> dict[str, int]:
     ours = get_model(name, num_classes=10, in_channels=1)
     d2l = get_model(name, num_classes=10, in_channels=1, **({"kernel_5x5": 5} if name == "googlenet" else {}))
     return {"native_28": layer_table(ours, 28).total_macs, "d2l_96": layer_table(d2l, D2L_SIZE).total_macs}
+
+
+def comparison(runs: list[dict], name: str) -> pd.DataFrame:
+    """Ours at 28x28 (test accuracy: mean and 95% interval over seeds) beside d2l's published run
+    at 96x96: test accuracy, seeds, epochs and multiply-accumulates per image."""
+    acc, macs = interval(r["test_acc"] for r in runs), multiply_accumulates(name)
+    return pd.DataFrame({
+        "ours, 28x28": {"test acc": acc["mean"], "95% low": acc["low"], "95% high": acc["high"], "seeds": acc["n"],
+                        "epochs": RECIPES[name]["epochs"], "MACs per image": macs["native_28"]},
+        "d2l, 96x96": {"test acc": D2L[name]["test_acc"].value, "95% low": math.nan, "95% high": math.nan,
+                       "seeds": 1, "epochs": D2L_EPOCHS, "MACs per image": macs["d2l_96"]},
+    }).T
 
 
 def _experiment(name: str, lesson: str) -> Experiment:
