@@ -280,6 +280,11 @@ def test_bag_of_tricks_differences_and_teacher_choice():
     assert bag_of_tricks.best_teacher(runs + teachers)["seed"] == 1
     with pytest.raises(RuntimeError, match="needs a trained teacher"):
         bag_of_tricks.best_teacher(runs)
+    for run in runs:
+        run.update(train_acc_eval=0.9, train_loss=[1.0, 0.5])
+    table = bag_of_tricks.table(runs)
+    assert list(table.index) == ["baseline", "mixup"] and table.loc["mixup", "test acc"] == pytest.approx(0.83)
+    assert bag_of_tricks.name({"model": "teacher", "changes": ["mixup"]}) == "teacher"
 
 
 def test_d2l_comparison_sets_our_seeds_beside_d2ls_run():

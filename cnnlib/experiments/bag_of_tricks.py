@@ -31,9 +31,11 @@ which mixup and label smoothing are not simply cut short; the runs record their 
 
 from __future__ import annotations
 
+import pandas as pd
 import torch
 
 from cnnlib.ablation import DISTILLATION, MODEL_TWEAK
+from cnnlib.experiments import report
 from cnnlib.experiments.protocol import Scale, train_and_record
 from cnnlib.experiments.runner import Context, Experiment
 from cnnlib.models.resnet import BasicBlock, ResNet
@@ -122,6 +124,23 @@ def differences(runs: list[dict]) -> dict[str, list[float]]:
         if r["seed"] in baseline and r["config"]["model"] == "student" and r["config"]["changes"]:
             out.setdefault("+".join(r["config"]["changes"]), []).append(r["test_acc"] - baseline[r["seed"]])
     return out
+
+
+def name(config: dict) -> str:
+    """``baseline``, ``teacher``, or the student's changes joined by "+"."""
+    if config["model"] == "teacher":
+        return "teacher"
+    return "+".join(config["changes"]) or "baseline"
+
+
+def table(runs: list[dict]) -> pd.DataFrame:
+    """Per configuration: test accuracy, training error in evaluation mode and the final running
+    training loss; means and standard deviations over seeds."""
+    return report.table(runs, name, {
+        "test acc": lambda r: r["test_acc"],
+        "train error, eval mode": lambda r: 1 - r["train_acc_eval"],
+        "final train loss": lambda r: r["train_loss"][-1],
+    }, index_names=["configuration"])
 
 
 EXPERIMENT = Experiment("bag_of_tricks", "06", "each refinement alone and all stacked, against the baseline",
