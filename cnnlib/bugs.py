@@ -12,8 +12,8 @@ blocks); the class docstrings do not give the answer away. The answers:
    shared and its running statistics mix two layers (updated twice per training step).
 4. ``BuggyBlock4``: a 1x1 projection on the shortcut even where the shapes already match: the
    paper's option C, extra parameters and no identity path.
-5. ``buggy_resnet101``: the filter counts divided by 16: over a hundred times fewer parameters
-   than ResNet-101, under the same name.
+5. ``buggy_resnet101``: the stages' filter counts divided by 16 (the 7x7 stem keeps its 64):
+   over a hundred times fewer parameters than ResNet-101, under the same name.
 """
 
 from __future__ import annotations
@@ -92,4 +92,4 @@ class BuggyBlock4(nn.Module):
 
 def buggy_resnet101(num_classes: int = 1000, in_channels: int = 3) -> ResNet:
     """A "ResNet-101" (spot the bug 5)."""
-    return ResNet(Bottleneck, (3, 4, 23, 3), num_classes, in_channels, widths=(4, 8, 16, 32), stem_width=4)
+    return ResNet(Bottleneck, (3, 4, 23, 3), num_classes, in_channels, widths=(4, 8, 16, 32), stem_width=64)

@@ -46,3 +46,4 @@ def test_bug5_widths_divided_by_16():
         buggy, right = buggy_resnet101(), resnet(101)
     assert count(right) == 44_549_160 and count(right) / count(buggy) > 100
     assert buggy.fc.in_features * 16 == right.fc.in_features == 2048
+    assert buggy.conv1.out_channels == right.conv1.out_channels == 64  # the stem is as the paper's
