@@ -81,6 +81,11 @@ ALEXNET: dict[str, Figure] = {
                                  ALEXNET_PAPER + ", section 4.2"),
 }
 
+RESNET_FLOPS: dict[int, Figure] = {  # ImageNet networks at 224x224, the paper's table 1, last row
+    depth: Figure(f"ResNet-{depth} 'FLOPs' at 224x224", flops, "FLOPs (as published)", RESNET_PAPER + ", table 1")
+    for depth, flops in {18: 1.8e9, 34: 3.6e9, 50: 3.8e9, 101: 7.6e9, 152: 11.3e9}.items()
+}
+
 RESNET_CIFAR: dict[str, dict[str, Figure]] = {  # CIFAR-10, the 6n + 2-layer networks of section 4.2
     "resnet20": {"params": Figure("ResNet-20 (CIFAR) parameters, rounded", 0.27e6, "parameters",
                                   RESNET_PAPER + ", table 6"),
