@@ -4,7 +4,9 @@ The mechanism tests run ``pytest --nbval`` in a subprocess on ``tests/fixtures/
 grading_solution.ipynb`` (committed executed; after editing it, re-execute it with
 ``jupyter nbconvert --to notebook --execute --inplace tests/fixtures/grading_solution.ipynb``).
 ``test_course_notebook_learner_version`` does the same for every course notebook with
-exercises; it runs each notebook once under the smoke profile, so it is marked ``slow``.
+exercises; it runs each notebook once under the smoke profile, so it is marked ``slow``, and
+``make portability`` runs it under the second numeric configuration (the environment passes
+through to the kernels), where every compared output of the lesson must come out the same.
 """
 
 import os
