@@ -33,7 +33,7 @@ test:
 	@$(call timed,set-up,$(MAKE) --no-print-directory setup data browser)
 	@$(call timed,unit tests,$(MAKE) --no-print-directory unit)
 	@$(call timed,notebooks under nbval,$(MAKE) --no-print-directory notebooks)
-	@$(call timed,notebooks under a second numeric configuration,$(MAKE) --no-print-directory portability)
+	@$(call timed,learner versions under a second numeric configuration,$(MAKE) --no-print-directory portability)
 	@$(call timed,notebooks under the full profile's dry run,$(MAKE) --no-print-directory dry-run)
 
 setup: $(STAMP)
