@@ -166,10 +166,11 @@ def describe(data: dict) -> str:
     seeds = sorted({run["seed"] for run in runs})
     examples = sorted({run["train_examples"] for run in runs})
     m = data["machine"]
+    threads = f"{m['threads']} thread{'s' * (m['threads'] != 1)}"
     hours = sum(run["seconds"] for run in runs) / 3600
     return (f"{data['experiment']}: {len(runs)} runs ({len(configs)} configurations x seeds {seeds}), "
             f"{' / '.join(f'{n:,}' for n in examples)} training images each; {m['cpu']} "
-            f"({m['cpu_capability']}), {m['threads']} threads, torch {m['torch']}, {m['device']}; "
+            f"({m['cpu_capability']}), {threads}, torch {m['torch']}, {m['device']}; "
             f"{hours:.1f} hours; commit {data['commit'][:7]}, {data['created'][:10]}")
 
 
