@@ -36,3 +36,12 @@ def test_figure_draws_mean_curves_with_one_standard_deviation():
     (low, high) = plain_bars.get_segments()[0][:, 1]
     assert (low, high) == pytest.approx((0.6 - 0.1 * math.sqrt(2), 0.6 + 0.1 * math.sqrt(2)))
     assert ax.lines[-1].get_ydata()[0] == 0.3  # the threshold
+
+
+def test_with_spread_writes_mean_and_standard_deviation_as_text():
+    frame = report.table(RUNS, lambda c: c["kind"], {"test acc": lambda r: r["test_acc"],
+                                                     "epochs": lambda r: math.inf if r["test_acc"] < 0.85 else 2.0})
+    text = report.with_spread(frame)
+    assert list(text.columns) == ["runs", "diverged", "test acc", "epochs"]
+    assert text.loc["plain", "test acc"] == "0.850 ± 0.071" and text.loc["residual", "test acc"] == "0.910"
+    assert text.loc["plain", "epochs"] == "inf" and text.loc["residual", "runs"] == 2

@@ -30,6 +30,16 @@ def table(runs: list[dict], index: Callable[[dict], Hashable], metrics: dict[str
     return frame.rename_axis(index_names) if index_names else frame
 
 
+def with_spread(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """``table``'s output for reading: each metric and its ``std`` column as one column of text,
+    ``mean ± std`` rounded to ``digits`` (the mean alone where there is no spread)."""
+    out = frame[["runs", "diverged"]].copy()
+    for name in [c for c in frame.columns if c not in ("runs", "diverged") and not c.endswith(" std")]:
+        out[name] = [f"{m:.{digits}f}" if math.isnan(sd) or math.isinf(m) else f"{m:.{digits}f} ± {sd:.{digits}f}"
+                     for m, sd in zip(frame[name], frame[f"{name} std"])]
+    return out
+
+
 def figure(runs: list[dict], label: Callable[[dict], str], key: str = "train_error", ylabel: str = "training error",
            title: str | None = None, threshold: float | None = None) -> Figure:
     """Per configuration, the per-epoch curve ``key`` (mean over seeds, error bars of one standard
