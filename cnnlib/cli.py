@@ -201,8 +201,9 @@ def _train(args: argparse.Namespace, device: torch.device) -> History:
                             momentum=args.momentum, weight_decay=args.weight_decay,
                             warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
                             mixup_alpha=args.mixup_alpha, num_classes=len(train.classes), seed=args.seed)
+    recipe = recipe_of(args)
     if args.resume and args.checkpoint.exists():
-        _check_resumable(args.checkpoint, model, recipe_of(args))
+        _check_resumable(args.checkpoint, model, recipe)
 
     if rank == 0 and not args.quiet:
         params_count = sum(p.numel() for p in model.parameters())
@@ -212,7 +213,7 @@ def _train(args: argparse.Namespace, device: torch.device) -> History:
               f"{', '.join(args.tricks) or 'none'}", flush=True)
     history = fit(model, train, test, args.epochs, device=device, amp=None if args.amp == "off" else args.amp,
                   channels_last=args.channels_last, progress=not args.quiet, checkpoint=args.checkpoint,
-                  resume=args.resume, recipe=recipe_of(args), **setup)
+                  resume=args.resume, recipe=recipe, **setup)
     if rank == 0 and args.out is not None:
         history.save(args.out)
     if args.save_weights is not None:

@@ -98,16 +98,16 @@ def figure(runs: list[dict]) -> Figure:
 def depth_penalty(runs: list[dict]) -> dict[str, list[float]]:
     """Per kind (plain, residual), seed by seed: the deepest network's final training error (eval
     mode) minus the shallowest's. Above 0 is degradation: the deeper network fits its training set worse."""
-    by = {(r["config"]["kind"], r["config"]["depth"], r["seed"]): 1 - r["train_acc_eval"] for r in runs}
+    error: dict[tuple[str, int], dict[int, float]] = {}  # (kind, depth) -> {seed: error}
+    for r in runs:
+        error.setdefault((r["config"]["kind"], r["config"]["depth"]), {})[r["seed"]] = 1 - r["train_acc_eval"]
     penalty = {}
     for kind in SHORTCUTS:
-        depths = sorted({depth for k, depth, _ in by if k == kind})
+        depths = sorted(depth for k, depth in error if k == kind)
         if depths:
-            shallow, deep = depths[0], depths[-1]
-            penalty[kind] = [by[kind, deep, seed] - by[kind, shallow, seed]
-                             for k, depth, seed in sorted(by) if (k, depth) == (kind, shallow) and (kind, deep, seed) in by]
+            shallow, deep = error[kind, depths[0]], error[kind, depths[-1]]
+            penalty[kind] = [deep[seed] - shallow[seed] for seed in sorted(shallow) if seed in deep]
     return penalty
-
 
 EXPERIMENT = Experiment("degradation", "04", "plain-56 trains worse than plain-20; residual-56 does not",
                         configs, run, protocol, __doc__)
