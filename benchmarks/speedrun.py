@@ -12,8 +12,8 @@ to 0.865.
     python benchmarks/speedrun.py                       # 3 seeds, the full recipe
     python benchmarks/speedrun.py --seeds 1 --dataset mnist --targets 0.995
     python benchmarks/speedrun.py --profile             # where one training step's time goes
-    python benchmarks/speedrun.py --ablation results/speedrun/ablation.json --seeds 2 --epochs 2 \
-        --batch-size 128 --train-subset 2000 --eval-subset 500
+
+What each ingredient buys is an experiment: ``python -m cnnlib.experiments speedrun``.
 """
 
 from __future__ import annotations
@@ -23,16 +23,14 @@ import math
 import os
 import statistics
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from cnnlib.experiments.results import machine as experiment_machine
-from cnnlib.experiments.results import write_json_atomic
 from cnnlib.models import get_model
 from cnnlib.references import D2L
-from cnnlib.speedrun import CONFIG, ablation, build_model, run, summarize
+from cnnlib.speedrun import CONFIG, build_model, run
 from cnnlib.train import cpu_has_fast_bf16
 
 D2L_RESNET18 = dict(resize=96, batch_size=256, lr=0.05, epochs=10, train_images=60_000,
@@ -104,8 +102,6 @@ def main() -> None:
     parser.add_argument("--train-subset", type=int, default=None)
     parser.add_argument("--eval-subset", type=int, default=None)
     parser.add_argument("--profile", action="store_true", help="print where one training step's time goes, and stop")
-    parser.add_argument("--ablation", type=Path, default=None,
-                        help="run the ablation on the val split (test accuracy recorded last), write JSON here")
     parser.add_argument("--skip-d2l", action="store_true", help="leave out the d2l ResNet-18 comparison")
     args = parser.parse_args()
     changes = {"epochs": args.epochs, "batch_size": args.batch_size}
@@ -114,16 +110,6 @@ def main() -> None:
     if args.profile:
         print(profile_step(config))
         return
-    if args.ablation is not None:
-        def save(records: list[dict]) -> None:  # after every run: an interrupted ablation keeps what it did
-            write_json_atomic(args.ablation, dict(machine=machine(), records=records, summary=summarize(records)))
-
-        records = ablation(seeds=range(args.seeds), base=config, train_subset=args.train_subset,
-                           eval_subset=args.eval_subset, on_record=save, final_test=True)
-        for row in summarize(records):
-            print(f"{row['variant']:20s} val acc {row['acc_mean']:.4f} +- {row['acc_std']:.4f}  ({row['runs']} runs)")
-        return
-
     targets = [float(t) for t in args.targets.split(",")]
     d2l_target = D2L_RESNET18["test_acc"]
     timed = sorted(set(targets) | ({d2l_target} if args.dataset == "fashion-mnist" else set()))

@@ -43,7 +43,7 @@ CONFIG = dict(
     amp="auto",             # bf16 where the CPU or GPU computes it natively
 )
 
-ABLATIONS = {  # each ingredient switched off alone
+ABLATIONS = {  # each ingredient switched off alone: the experiment ``speedrun`` (cnnlib.experiments)
     "full recipe": {},
     "no EMA": dict(ema_decay=0.0),
     "no flip TTA": dict(flip_tta=False),
@@ -74,13 +74,13 @@ def run(config: dict | None = None, seed: int = 0, dataset: str = "fashion-mnist
         final_test: bool = False) -> dict:
     """Train ``config`` (``CONFIG`` updated by it) once; return the run's record.
 
-    ``{"config", "seed", "dataset", "split", "epochs": [{epoch, seconds, train_loss, train_error, acc,
-    size}], "acc", "seconds", "examples_per_s", "time_to": {target: seconds or None}}``. ``seconds``
+    ``{"config", "seed", "dataset", "split", "train_examples", "epochs": [{epoch, seconds, train_loss,
+    train_error, acc, size}], "acc", "seconds", "examples_per_s", "time_to": {target: seconds or None}}``. ``seconds``
     (per epoch: since the start) counts everything from reading the files; ``acc`` is on the
     validation images (``split="val"``) or the test set (``"test"``), of the EMA weights and with
     flip TTA when those are on; ``examples_per_s`` counts training images over the training passes.
-    ``final_test`` (with ``split="val"``) adds ``"test_acc"``: the trained model once on the test set,
-    after the clock has stopped, for reporting only.
+    ``final_test`` (with ``split="val"``) adds ``"test_acc"``: the trained model once on the test set
+    (``eval_subset`` of it, as of the validation images), after the clock has stopped, for reporting only.
     """
     config = {**CONFIG, **(config or {})}
     unknown = sorted(set(config) - set(CONFIG))
@@ -148,11 +148,12 @@ def run(config: dict | None = None, seed: int = 0, dataset: str = "fashion-mnist
         if log is not None:
             log(f"epoch {epoch + 1:2d}/{epochs}  size {sizes[epoch]}  loss {train_loss:.4f}  "
                 f"{split} acc {acc:.4f}  {seconds:6.1f} s")
-    record = dict(config=config, seed=seed, dataset=dataset, split=split, epochs=rows, acc=rows[-1]["acc"],
+    record = dict(config=config, seed=seed, dataset=dataset, split=split, train_examples=steps * config["batch_size"],
+                  epochs=rows, acc=rows[-1]["acc"],
                   seconds=rows[-1]["seconds"], examples_per_s=epochs * steps * config["batch_size"] / train_seconds,
                   time_to=time_to)
     if final_test and split == "val":
-        test = DeviceLoader(load(train=False), 1000, shuffle=False, device=device)
+        test = DeviceLoader(load(train=False), 1000, shuffle=False, subset=eval_subset, device=device)
         record["test_acc"] = (evaluate_flip_tta(judged, test, channels_last) if tta
                               else evaluate(judged, test, device, config["amp"], channels_last))
     return record
@@ -160,40 +161,6 @@ def run(config: dict | None = None, seed: int = 0, dataset: str = "fashion-mnist
 
 def _flips_preserve_labels(dataset) -> bool:
     return type(dataset).__name__ == "FashionMNIST"
-
-
-def ablation(seeds: Sequence[int] = (0, 1, 2), variants: dict[str, dict] | None = None, base: dict | None = None,
-             log: Callable[[str], None] | None = print, on_record: Callable[[list[dict]], None] | None = None,
-             **run_kwargs) -> list[dict]:
-    """``run`` of each variant (``ABLATIONS``: the recipe with one ingredient off) over ``seeds``, on the
-    validation split unless ``split`` is given. Each record gains ``"variant"``; the list is in run order.
-    ``on_record(records)`` is called with the records so far after every run (to save partial results)."""
-    records = []
-    for name, change in (variants or ABLATIONS).items():
-        for seed in seeds:
-            record = run({**(base or {}), **change}, seed=seed, log=None, **{"split": "val", **run_kwargs})
-            record["variant"] = name
-            records.append(record)
-            if on_record is not None:
-                on_record(records)
-            if log is not None:
-                log(f"{name:20s} seed {seed}: acc {record['acc']:.4f} in {record['seconds']:.1f} s")
-    return records
-
-
-def summarize(records: Sequence[dict]) -> list[dict]:
-    """Per variant: mean and standard deviation of the final accuracy and of the seconds, and the run count."""
-    by_variant: dict[str, list[dict]] = {}
-    for record in records:
-        by_variant.setdefault(record["variant"], []).append(record)
-    table = []
-    for name, runs in by_variant.items():
-        acc = torch.tensor([r["acc"] for r in runs], dtype=torch.float64)
-        seconds = torch.tensor([r["seconds"] for r in runs], dtype=torch.float64)
-        spread = (lambda t: t.std().item()) if len(runs) > 1 else (lambda t: 0.0)
-        table.append(dict(variant=name, runs=len(runs), acc_mean=acc.mean().item(), acc_std=spread(acc),
-                          seconds_mean=seconds.mean().item(), seconds_std=spread(seconds)))
-    return table
 
 
 def plot_time_to_accuracy(records: Sequence[dict], targets: Sequence[float] = (0.93, 0.94), title: str | None = None):
@@ -213,20 +180,4 @@ def plot_time_to_accuracy(records: Sequence[dict], targets: Sequence[float] = (0
            title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return fig
-
-
-def plot_ablation(table: Sequence[dict], title: str | None = None):
-    """``summarize``'s table as bars of the mean accuracy with one standard deviation as error bars."""
-    from cnnlib.viz import Figure
-
-    fig = Figure(figsize=(6, 3.2), layout="constrained")
-    ax = fig.subplots()
-    names = [row["variant"] for row in table]
-    ax.barh(names, [row["acc_mean"] for row in table], xerr=[row["acc_std"] for row in table], capsize=3)
-    low = min(row["acc_mean"] - row["acc_std"] for row in table)
-    high = max(row["acc_mean"] + row["acc_std"] for row in table)
-    ax.set(xlim=(low - 0.01, min(1.0, high + 0.01)), xlabel="accuracy (mean +- one standard deviation)", title=title)
-    ax.invert_yaxis()
-    ax.grid(alpha=0.3, axis="x")
     return fig

@@ -4,8 +4,7 @@ import torch
 from cnnlib.data import DeviceLoader, fashion_mnist
 from cnnlib.experiments.protocol import train_val_split
 from cnnlib.models import get_model
-from cnnlib.speedrun import (CONFIG, ablation, build_model, plot_ablation, plot_time_to_accuracy, run,
-                             summarize)
+from cnnlib.speedrun import CONFIG, build_model, plot_time_to_accuracy, run
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +50,7 @@ def test_mnist_runs_without_flips_and_reports_the_test_set_last():
     record = run(dict(epochs=1, batch_size=64), dataset="mnist", train_subset=256, eval_subset=100, log=None,
                  device="cpu", final_test=True)
     assert record["dataset"] == "mnist" and 0 <= record["acc"] <= 1 and 0.1 < record["test_acc"] <= 1
+    assert record["train_examples"] == 256  # 4 full batches of 64
     assert record["split"] == "val" and "test_acc" not in run(dict(epochs=1, batch_size=64), dataset="mnist",
                                                                train_subset=128, eval_subset=50, log=None)
 
@@ -62,28 +62,9 @@ def test_bad_arguments_are_named():
         run(split="train")
 
 
-def test_ablation_and_summary():
-    saved = []
-    records = ablation(seeds=(0, 1), variants={"a": dict(epochs=1, batch_size=64), "b": dict(epochs=1, batch_size=64,
-                                                                                               ema_decay=0.0)},
-                       train_subset=256, eval_subset=100, log=None, device="cpu",
-                       on_record=lambda so_far: saved.append(len(so_far)))
-    assert saved == [1, 2, 3, 4]
-    assert [(r["variant"], r["seed"], r["split"]) for r in records] == [("a", 0, "val"), ("a", 1, "val"),
-                                                                         ("b", 0, "val"), ("b", 1, "val")]
-    table = summarize(records)
-    assert [row["variant"] for row in table] == ["a", "b"] and table[0]["runs"] == 2
-    accs = [records[0]["acc"], records[1]["acc"]]
-    assert table[0]["acc_mean"] == pytest.approx(sum(accs) / 2)
-    assert table[0]["acc_std"] == pytest.approx(torch.tensor(accs, dtype=torch.float64).std().item())
-
-
-def test_plots_draw_one_curve_per_run_and_one_bar_per_variant():
+def test_the_time_to_accuracy_plot_draws_one_curve_per_run():
     rows = [dict(epoch=1, seconds=1.0, acc=0.9), dict(epoch=2, seconds=2.0, acc=0.95)]
     records = [dict(seed=s, split="val", epochs=rows, variant="full recipe") for s in (0, 1)]
     fig = plot_time_to_accuracy(records)
     ax = fig.axes[0]
     assert len(ax.lines) == 2 + 2 and list(ax.lines[0].get_xdata()) == [1.0, 2.0]  # 2 runs, 2 target lines
-    table = [dict(variant="a", acc_mean=0.9, acc_std=0.01), dict(variant="b", acc_mean=0.92, acc_std=0.0)]
-    bars = plot_ablation(table).axes[0].patches
-    assert [round(b.get_width(), 3) for b in bars] == [0.9, 0.92]
