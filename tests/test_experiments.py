@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from cnnlib.experiments import EXPERIMENTS, get_experiment, load_results, run_experiment
-from cnnlib.experiments import alexnet_tricks, bag_of_tricks, d2l_accuracy, degradation, relu_tanh
+from cnnlib.experiments import alexnet_tricks, bag_of_tricks, d2l_accuracy, degradation, relu_tanh, speedrun
 from cnnlib.experiments.__main__ import main
 from cnnlib.experiments.protocol import Scale, Splits, epochs_to_reach, train_val_split
 from cnnlib.experiments.results import (ResultsFile, ResultsMismatch, describe, load, machine, problems,
@@ -195,6 +195,18 @@ def test_relu_tanh_picks_each_rate_on_validation_and_takes_the_ratio():
     assert relu_tanh.speedup(runs) == pytest.approx([3.0 / relu_epochs] * 2)
 
 
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_relu_tanh_mean_derivative_is_autograds(activation):
+    torch.manual_seed(0)
+    net = relu_tanh.four_layer_cnn(activation, 4)
+    x = torch.randn(8, 1, 28, 28)
+    z = net[:1](x).requires_grad_()  # the first activation's input
+    (slope,) = torch.autograd.grad(net[1](z).sum(), z)  # elementwise derivative at every unit
+    means = relu_tanh.mean_derivative(net, x)
+    assert len(means) == 3 and means[0] == pytest.approx(slope.mean().item(), abs=1e-6)
+    assert all(0 < m < 1 for m in means)
+
+
 def test_relu_tanh_table_and_figure_follow_the_runs():
     runs = [fake_run("relu", 0.01, s, [0.3, 0.12, 0.08], [0.8, 0.9, 0.91 + s / 100]) for s in range(2)]
     runs += [fake_run("tanh", 0.03, s, [0.5, 0.3, 0.2], [0.7, 0.8, 0.85]) for s in range(2)]
@@ -254,6 +266,23 @@ def test_alexnet_tricks_names_and_removal_costs():
     assert alexnet_tricks.removal_cost(runs) == {"no LRN": pytest.approx([0.01, -0.01])}
     table = alexnet_tricks.table(runs)
     assert table.loc["all three", "train-test gap"] == pytest.approx(0.95 - 0.905)
+
+
+def test_speedrun_contributions_table_and_protocol():
+    def fake(variant, seed, val_acc, diverged=False):
+        return {"config": {"variant": variant}, "seed": seed, "val_acc": [] if diverged else [0.5, val_acc],
+                "test_acc": None if diverged else val_acc - 0.01, "seconds": 100.0 + seed, "examples_per_s": 2000.0,
+                **({"diverged": "nan"} if diverged else {})}
+    runs = [fake("full recipe", 0, 0.93), fake("full recipe", 1, 0.94), fake("no EMA", 0, 0.92),
+            fake("no EMA", 1, 0.95), fake("no whitening", 0, 0.0, diverged=True)]
+    gains = speedrun.contribution(runs)
+    assert gains == {"no EMA": pytest.approx([0.01, -0.01]), "no whitening": pytest.approx([0.93])}
+    table = speedrun.table(runs)
+    assert table.loc["full recipe", "val acc"] == pytest.approx(0.935) and table.loc["no whitening", "diverged"] == 1
+    assert len(speedrun.figure(runs).axes[0].patches) == 3
+    assert [c["variant"] for c in speedrun.configs(SMOKE)][0] == speedrun.FULL
+    full = speedrun.protocol(Scale.of(False))
+    assert full["amp"] is None and full["epochs"] > 1 and json.loads(json.dumps(full)) == full  # resumable as stored
 
 
 def test_degradation_networks_are_the_papers_at_width_16():

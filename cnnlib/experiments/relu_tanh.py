@@ -33,6 +33,7 @@ from __future__ import annotations
 import time
 
 import pandas as pd
+import torch
 from torch import nn
 
 from cnnlib.experiments import report
@@ -62,6 +63,26 @@ def four_layer_cnn(activation: str, width: int = WIDTH) -> nn.Sequential:
             nn.init.kaiming_normal_(m.weight, nonlinearity=activation)
             nn.init.zeros_(m.bias)
     return net
+
+
+def mean_derivative(model: nn.Module, x: torch.Tensor) -> list[float]:
+    """Per ReLU or tanh layer of ``model``, its local derivative averaged over the units and the images
+    ``x``: relu'(z) = 1[z > 0], tanh'(z) = 1 - tanh(z)^2. The share of the gradient that the layer
+    passes back on average; the paper's argument is that saturated tanh units pass back little."""
+    means = []
+
+    def record(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        derivative = 1 - output.square() if isinstance(module, nn.Tanh) else (output > 0).float()
+        means.append(derivative.mean().item())
+
+    hooks = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, (nn.ReLU, nn.Tanh))]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return means
 
 
 def configs(scale: Scale) -> list[dict]:
