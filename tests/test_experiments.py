@@ -193,6 +193,7 @@ def test_relu_tanh_picks_each_rate_on_validation_and_takes_the_ratio():
     assert relu_tanh.best_learning_rates(runs) == {"relu": 0.01, "tanh": 0.03}
     relu_epochs = epochs_to_reach([0.3, 0.12, 0.08], 0.1)
     assert relu_tanh.speedup(runs) == pytest.approx([3.0 / relu_epochs] * 2)
+    assert all(math.isnan(r) for r in relu_tanh.speedup(runs, threshold=0.06))  # relu never reaches 6%: no ratio
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])

@@ -30,6 +30,7 @@ per training epoch for relu at w = 16, tanh 1.25 times as long (measured at w = 
 
 from __future__ import annotations
 
+import math
 import time
 
 import pandas as pd
@@ -132,14 +133,15 @@ def best_learning_rates(runs: list[dict], threshold: float = THRESHOLD) -> dict[
 
 def speedup(runs: list[dict], threshold: float = THRESHOLD) -> list[float]:
     """Per seed: epochs for tanh / epochs for relu to reach ``threshold`` training error, each
-    at its best learning rate (``best_learning_rates``)."""
+    at its best learning rate (``best_learning_rates``); NaN where either run never reaches it."""
     rates = best_learning_rates(runs, threshold)
     by_seed = {}
     for activation, lr in rates.items():
         for r in runs:
             if r["config"] == {"activation": activation, "lr": lr}:
                 by_seed.setdefault(r["seed"], {})[activation] = epochs_to_threshold(r, threshold=threshold)
-    return [e["tanh"] / e["relu"] for _, e in sorted(by_seed.items()) if len(e) == 2]
+    return [e["tanh"] / e["relu"] if math.isfinite(e["tanh"] + e["relu"]) else math.nan
+            for _, e in sorted(by_seed.items()) if len(e) == 2]
 
 
 def table(runs: list[dict], threshold: float = THRESHOLD) -> pd.DataFrame:
