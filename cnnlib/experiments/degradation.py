@@ -109,5 +109,6 @@ def depth_penalty(runs: list[dict]) -> dict[str, list[float]]:
             penalty[kind] = [deep[seed] - shallow[seed] for seed in sorted(shallow) if seed in deep]
     return penalty
 
+
 EXPERIMENT = Experiment("degradation", "04", "plain-56 trains worse than plain-20; residual-56 does not",
                         configs, run, protocol, __doc__)

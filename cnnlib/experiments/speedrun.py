@@ -53,7 +53,7 @@ def run(config: dict, seed: int, context: Context) -> dict:
         record = speedrun.run(recipe, seed=seed, split="val", train_subset=scale.train, eval_subset=scale.val,
                               device="cpu", log=None, final_test=True)
     except TrainingDiverged as error:
-        return {"train_examples": scale.train or 55_000, "epochs": recipe["epochs"], "train_loss": [],
+        return {"train_examples": len(context.splits.train), "epochs": recipe["epochs"], "train_loss": [],
                 "train_error": [], "val_acc": [], "test_acc": None, "seconds": time.perf_counter() - began,
                 "diverged": str(error)}
     rows = record["epochs"]
