@@ -294,6 +294,19 @@ def test_degradation_networks_are_the_papers_at_width_16():
     assert sum(p.numel() for p in plain.parameters()) == sum(p.numel() for p in residual.parameters())
 
 
+def test_degradation_paper_sgd_warms_up_to_0_1_then_decays_to_0():
+    model = torch.nn.Linear(2, 2)
+    optimizer, scheduler = degradation.paper_sgd(model, steps_per_epoch=10, epochs=3)
+    rates = []
+    for _ in range(30):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0] == pytest.approx(0.1 / 5) and rates[4] == pytest.approx(0.1)  # half an epoch of warmup
+    assert rates[5:] == sorted(rates[5:], reverse=True) and rates[-1] < 0.001
+    assert optimizer.defaults["momentum"] == 0.9 and optimizer.defaults["weight_decay"] == 1e-4
+
+
 def test_bag_of_tricks_schedules():
     total = 400
     assert [bag_of_tricks.schedule_factor(s, total, 0, False) for s in (0, 99, 100, 200, 300, 399)] == \

@@ -63,13 +63,20 @@ def configs(scale: Scale) -> list[dict]:
     return [{"kind": kind, "depth": depth} for kind in SHORTCUTS for depth in depths]
 
 
+def paper_sgd(model: torch.nn.Module, steps_per_epoch: int, epochs: int
+              ) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.LambdaLR]:
+    """The paper's SGD (section 4.2: lr 0.1, momentum 0.9, weight decay 1e-4), its rate reached by a
+    linear warmup over ``WARMUP_EPOCHS`` and decayed by a cosine to 0 after ``epochs``; the scheduler
+    steps after every batch (``fit``'s ``scheduler``)."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9, weight_decay=WEIGHT_DECAY)
+    return optimizer, warmup_cosine(optimizer, round(WARMUP_EPOCHS * steps_per_epoch), epochs * steps_per_epoch)
+
+
 def run(config: dict, seed: int, context: Context) -> dict:
     p = protocol(context.scale)
     model = cifar_network(config["depth"], config["kind"], p["width"])
     loaders = context.splits.loaders(BATCH, seed)
-    steps_per_epoch = len(loaders[0])
-    optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9, weight_decay=WEIGHT_DECAY)
-    scheduler = warmup_cosine(optimizer, round(WARMUP_EPOCHS * steps_per_epoch), p["epochs"] * steps_per_epoch)
+    optimizer, scheduler = paper_sgd(model, len(loaders[0]), p["epochs"])
     record, _ = train_and_record(model, loaders, p["epochs"], context.splits.eval_loader("train"),
                                  optimizer=optimizer, scheduler=scheduler)
     return record
