@@ -307,6 +307,22 @@ def test_degradation_paper_sgd_warms_up_to_0_1_then_decays_to_0():
     assert optimizer.defaults["momentum"] == 0.9 and optimizer.defaults["weight_decay"] == 1e-4
 
 
+def test_alexnet_tricks_network_and_paper_sgd():
+    net = alexnet_tricks.network({**alexnet_tricks.ALL_THREE, "lrn": False})
+    assert not any("LocalResponseNorm" in type(m).__name__ for m in net.modules())
+    assert any("LocalResponseNorm" in type(m).__name__ for m in alexnet_tricks.network(alexnet_tricks.ALL_THREE).modules())
+    assert net.features[0].out_channels == alexnet_tricks.CHANNELS[0]
+    optimizer, scheduler = alexnet_tricks.paper_sgd(net, steps_per_epoch=4, epochs=2)
+    rates = []
+    for _ in range(8):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0] == pytest.approx(0.01) and rates == sorted(rates, reverse=True)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    assert optimizer.defaults["weight_decay"] == 5e-4 and optimizer.defaults["momentum"] == 0.9
+
+
 def test_bag_of_tricks_schedules():
     total = 400
     assert [bag_of_tricks.schedule_factor(s, total, 0, False) for s in (0, 99, 100, 200, 300, 399)] == \

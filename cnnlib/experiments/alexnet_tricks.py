@@ -50,12 +50,24 @@ def configs(scale: Scale) -> list[dict]:
     return [ALL_THREE, {**ALL_THREE, "lrn": False}, {**ALL_THREE, "overlap": False}, {**ALL_THREE, "dropout": 0.0}]
 
 
+def network(config: dict, channels: tuple[int, ...] = CHANNELS, hidden: int = HIDDEN) -> torch.nn.Module:
+    """AlexNet's ``small`` layout at the protocol's widths, its three switches set by ``config``."""
+    return get_model("alexnet", layout="small", channels=tuple(channels), hidden=hidden, **config)
+
+
+def paper_sgd(model: torch.nn.Module, steps_per_epoch: int, epochs: int
+              ) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.CosineAnnealingLR]:
+    """The paper's SGD (section 5: lr 0.01, momentum 0.9, weight decay 5e-4), its rate decayed by a
+    cosine to 0 after ``epochs``; the scheduler steps after every batch (``fit``'s ``scheduler``)."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9, weight_decay=WEIGHT_DECAY)
+    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
+
+
 def run(config: dict, seed: int, context: Context) -> dict:
     p = protocol(context.scale)
-    model = get_model("alexnet", layout="small", channels=tuple(p["channels"]), hidden=p["hidden"], **config)
+    model = network(config, p["channels"], p["hidden"])
     loaders = context.splits.loaders(BATCH, seed)
-    optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9, weight_decay=WEIGHT_DECAY)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, p["epochs"] * len(loaders[0]))
+    optimizer, scheduler = paper_sgd(model, len(loaders[0]), p["epochs"])
     record, _ = train_and_record(model, loaders, p["epochs"], context.splits.eval_loader("train"),
                                  optimizer=optimizer, scheduler=scheduler)
     return record
