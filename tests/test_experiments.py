@@ -323,6 +323,16 @@ def test_alexnet_tricks_network_and_paper_sgd():
     assert optimizer.defaults["weight_decay"] == 5e-4 and optimizer.defaults["momentum"] == 0.9
 
 
+def test_alexnet_tricks_dropout_slowdown_is_epochs_to_the_same_training_error():
+    def fake(config, seed, curve):
+        return {"config": config, "seed": seed, "train_error": curve}
+    no_dropout = {**alexnet_tricks.ALL_THREE, "dropout": 0.0}
+    runs = [fake(alexnet_tricks.ALL_THREE, 0, [0.5, 0.3, 0.2, 0.1]), fake(no_dropout, 0, [0.3, 0.1, 0.05, 0.02]),
+            fake(alexnet_tricks.ALL_THREE, 1, [0.5, 0.4]), fake(no_dropout, 1, [0.6, 0.5])]
+    assert alexnet_tricks.dropout_slowdown(runs)[0] == pytest.approx(4 / 2)  # 0.1 reached at epoch 2 without dropout
+    assert math.isnan(alexnet_tricks.dropout_slowdown(runs)[1])
+
+
 def test_bag_of_tricks_schedules():
     total = 400
     assert [bag_of_tricks.schedule_factor(s, total, 0, False) for s in (0, 99, 100, 200, 300, 399)] == \

@@ -27,11 +27,13 @@ evaluations: about 90 minutes on an idle 2-core machine.
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import torch
 
 from cnnlib.experiments import report
-from cnnlib.experiments.protocol import Scale, train_and_record
+from cnnlib.experiments.protocol import Scale, epochs_to_reach, train_and_record
 from cnnlib.experiments.runner import Context, Experiment
 from cnnlib.models import get_model
 from cnnlib.viz import Figure
@@ -105,6 +107,22 @@ def removal_cost(runs: list[dict]) -> dict[str, list[float]]:
         if r["config"] != ALL_THREE and r["seed"] in full:
             cost.setdefault(name(r["config"]), []).append(1 - r["test_acc"] - full[r["seed"]])
     return cost
+
+
+def dropout_slowdown(runs: list[dict]) -> list[float]:
+    """Per seed: the epochs that the network with dropout needs to reach its own final running
+    training error, over the epochs that the same network without dropout needs to reach it
+    (``epochs_to_reach``, interpolated); the paper's "roughly doubles" is a ratio of 2. NaN where
+    the network without dropout never gets there."""
+    with_dropout = {r["seed"]: r["train_error"] for r in runs if r["config"] == ALL_THREE}
+    ratios = []
+    for r in sorted(runs, key=lambda r: r["seed"]):
+        if name(r["config"]) == "no dropout" and r["seed"] in with_dropout:
+            curve = with_dropout[r["seed"]]
+            level = curve[-1]
+            ratios.append(epochs_to_reach(curve, level) / epochs_to_reach(r["train_error"], level)
+                          if min(r["train_error"]) <= level else math.nan)
+    return ratios
 
 
 EXPERIMENT = Experiment("alexnet_tricks", "02", "LRN, overlapping pooling and dropout: what each removal costs",
