@@ -294,14 +294,20 @@ def test_degradation_networks_are_the_papers_at_width_16():
     assert sum(p.numel() for p in plain.parameters()) == sum(p.numel() for p in residual.parameters())
 
 
-def test_degradation_paper_sgd_warms_up_to_0_1_then_decays_to_0():
-    model = torch.nn.Linear(2, 2)
-    optimizer, scheduler = degradation.paper_sgd(model, steps_per_epoch=10, epochs=3)
+def learning_rates(optimizer: torch.optim.Optimizer, scheduler, steps: int) -> list[float]:
+    """The first group's rate at each of ``steps`` optimizer steps, the scheduler stepped after each."""
     rates = []
-    for _ in range(30):
+    for _ in range(steps):
         rates.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
         scheduler.step()
+    return rates
+
+
+def test_degradation_paper_sgd_warms_up_to_0_1_then_decays_to_0():
+    model = torch.nn.Linear(2, 2)
+    optimizer, scheduler = degradation.paper_sgd(model, steps_per_epoch=10, epochs=3)
+    rates = learning_rates(optimizer, scheduler, 30)
     assert rates[0] == pytest.approx(0.1 / 5) and rates[4] == pytest.approx(0.1)  # half an epoch of warmup
     assert rates[5:] == sorted(rates[5:], reverse=True) and rates[-1] < 0.001
     assert optimizer.defaults["momentum"] == 0.9 and optimizer.defaults["weight_decay"] == 1e-4
@@ -313,11 +319,7 @@ def test_alexnet_tricks_network_and_paper_sgd():
     assert any("LocalResponseNorm" in type(m).__name__ for m in alexnet_tricks.network(alexnet_tricks.ALL_THREE).modules())
     assert net.features[0].out_channels == alexnet_tricks.CHANNELS[0]
     optimizer, scheduler = alexnet_tricks.paper_sgd(net, steps_per_epoch=4, epochs=2)
-    rates = []
-    for _ in range(8):
-        rates.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
+    rates = learning_rates(optimizer, scheduler, 8)
     assert rates[0] == pytest.approx(0.01) and rates == sorted(rates, reverse=True)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
     assert optimizer.defaults["weight_decay"] == 5e-4 and optimizer.defaults["momentum"] == 0.9
