@@ -45,3 +45,12 @@ def test_with_spread_writes_mean_and_standard_deviation_as_text():
     assert list(text.columns) == ["runs", "diverged", "test acc", "epochs"]
     assert text.loc["plain", "test acc"] == "0.850 ± 0.071" and text.loc["residual", "test acc"] == "0.910"
     assert text.loc["plain", "epochs"] == "inf" and text.loc["residual", "runs"] == 2
+
+
+def test_intervals_lists_the_values_then_mean_and_95_percent_bounds():
+    frame = report.intervals({"plain": [0.06, 0.05, 0.09], "residual": [-0.005]}, digits=3, index_name="difference")
+    assert frame.index.name == "difference" and list(frame.columns) == ["per seed", "n", "mean", "low", "high"]
+    assert frame.loc["plain", "per seed"] == [0.06, 0.05, 0.09] and frame.loc["plain", "n"] == 3
+    half = 4.302653 * 0.020817 / math.sqrt(3)  # t(0.975, 2) times the standard error
+    assert frame.loc["plain", ["low", "high"]].tolist() == pytest.approx([0.0667 - half, 0.0667 + half], abs=1e-3)
+    assert frame.loc["residual", ["mean", "low", "high"]].tolist() == [-0.005] * 3  # one seed: no interval

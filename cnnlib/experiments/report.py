@@ -40,6 +40,17 @@ def with_spread(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     return out
 
 
+def intervals(values: dict[str, list[float]], digits: int = 4, index_name: str | None = None) -> pd.DataFrame:
+    """One row per name: its values as measured (``per seed``), then ``interval``'s n, mean and 95%
+    bounds (``low``, ``high``); all rounded to ``digits``."""
+    rows = {}
+    for name, measured in values.items():
+        spread = interval(measured)
+        rows[name] = {"per seed": [round(v, digits) for v in measured], "n": spread["n"],
+                      **{key: round(float(spread[key]), digits) for key in ("mean", "low", "high")}}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis(index_name)
+
+
 def figure(runs: list[dict], label: Callable[[dict], str], key: str = "train_error", ylabel: str = "training error",
            title: str | None = None, threshold: float | None = None) -> Figure:
     """Per configuration, the per-epoch curve ``key`` (mean over seeds, error bars of one standard
