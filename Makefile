@@ -21,12 +21,14 @@ PARALLEL    := -n $(WORKERS)
 # $(call timed,WHAT,COMMAND): run COMMAND and say how long it took.
 timed        = start=$$(date +%s); $(2); rc=$$?; echo "[make test] $(1): $$(( $$(date +%s) - start )) s"; exit $$rc
 
-.PHONY: lab test setup data browser exercises grade execute unit notebooks portability dry-run bench clean
+.PHONY: lab test kernel setup data browser exercises grade execute unit notebooks portability dry-run bench clean
+
+# The notebooks' kernel, registered again each time, so that it is this checkout's environment.
+kernel: setup
+	@$(PY) -m ipykernel install --user --name cnnlib --display-name "Python (cnnlib)" >/dev/null
 
 # Jupyter refuses to run as root unless told: containers and CI machines often are root.
-# The kernel is registered again each time, so that it is this checkout's environment.
-lab: setup data
-	$(PY) -m ipykernel install --user --name cnnlib --display-name "Python (cnnlib)" >/dev/null
+lab: kernel data
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 test:
@@ -38,13 +40,12 @@ test:
 
 setup: $(STAMP)
 
-# The venv, the requirements, cnnlib (editable), d2l 1.0.3 without its stale pins, the kernel.
+# The venv, the requirements, cnnlib (editable), d2l 1.0.3 without its stale pins.
 $(STAMP): requirements.txt pyproject.toml jupyter/overrides.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m pip install --quiet --no-deps d2l==1.0.3
-	$(PY) -m ipykernel install --user --name cnnlib --display-name "Python (cnnlib)" >/dev/null
 	mkdir -p $(VENV)/share/jupyter/lab/settings && cp jupyter/overrides.json $(VENV)/share/jupyter/lab/settings/
 	$(PY) -c "import matplotlib.pyplot"  # builds matplotlib's font cache once, outside any notebook
 	touch $@
@@ -60,8 +61,8 @@ data:
 	fi
 
 # The browser test of the widgets needs Chromium (Debian's package, as root) and Playwright.
-# Where neither can be installed the test skips and says why.
-browser: setup
+# Where neither can be installed the test skips and says why. The test opens a lesson in the kernel.
+browser: kernel
 	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	    || echo "chromium could not be installed: the browser test will skip"; \
@@ -80,7 +81,7 @@ grade: setup data
 # Execute lessons in place under the cpu profile, as they are committed (no progress bars, so no
 # stderr): make execute NOTEBOOKS="notebooks/04_residual_blocks.ipynb notebooks/05_resnets.ipynb"
 NOTEBOOKS ?= $(wildcard notebooks/0*.ipynb)
-execute: setup data
+execute: kernel data
 	@for nb in $(NOTEBOOKS); do \
 	  start=$$(date +%s); \
 	  CI=1 CNNLIB_PROFILE=cpu $(PY) -m jupyter nbconvert --execute --to notebook --inplace \
