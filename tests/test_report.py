@@ -49,8 +49,12 @@ def test_with_spread_writes_mean_and_standard_deviation_as_text():
 
 def test_intervals_lists_the_values_then_mean_and_95_percent_bounds():
     frame = report.intervals({"plain": [0.06, 0.05, 0.09], "residual": [-0.005]}, digits=3, index_name="difference")
-    assert frame.index.name == "difference" and list(frame.columns) == ["per seed", "n", "mean", "low", "high"]
+    assert frame.index.name == "difference"
+    assert list(frame.columns) == ["per seed", "n", "mean", "low", "high", "interval"]
     assert frame.loc["plain", "per seed"] == [0.06, 0.05, 0.09] and frame.loc["plain", "n"] == 3
     half = 4.302653 * 0.020817 / math.sqrt(3)  # t(0.975, 2) times the standard error
     assert frame.loc["plain", ["low", "high"]].tolist() == pytest.approx([0.0667 - half, 0.0667 + half], abs=1e-3)
     assert frame.loc["residual", ["mean", "low", "high"]].tolist() == [-0.005] * 3  # one seed: no interval
+    assert frame["interval"].tolist() == ["above 0", "contains 0"]
+    noisy = report.intervals({"a": [-0.01, 0.02, 0.0], "b": [-0.02, -0.03, -0.025]})
+    assert noisy["interval"].tolist() == ["contains 0", "below 0"]

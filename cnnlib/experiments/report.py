@@ -42,12 +42,15 @@ def with_spread(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
 
 def intervals(values: dict[str, list[float]], digits: int = 4, index_name: str | None = None) -> pd.DataFrame:
     """One row per name: its values as measured (``per seed``), then ``interval``'s n, mean and 95%
-    bounds (``low``, ``high``); all rounded to ``digits``."""
+    bounds (``low``, ``high``), all rounded to ``digits``, and where the interval lies: ``above 0``,
+    ``below 0``, or ``contains 0`` (within the noise; also for a single value, which has no interval)."""
     rows = {}
     for name, measured in values.items():
         spread = interval(measured)
+        side = ("above 0" if spread["low"] > 0 else "below 0" if spread["high"] < 0 else "contains 0"
+                ) if spread["n"] > 1 else "contains 0"
         rows[name] = {"per seed": [round(v, digits) for v in measured], "n": spread["n"],
-                      **{key: round(float(spread[key]), digits) for key in ("mean", "low", "high")}}
+                      **{key: round(float(spread[key]), digits) for key in ("mean", "low", "high")}, "interval": side}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis(index_name)
 
 
