@@ -356,6 +356,8 @@ def test_bag_of_tricks_differences_and_teacher_choice():
     table = bag_of_tricks.table(runs)
     assert list(table.index) == ["baseline", "mixup"] and table.loc["mixup", "test acc"] == pytest.approx(0.83)
     assert bag_of_tricks.name({"model": "teacher", "changes": ["mixup"]}) == "teacher"
+    ax = bag_of_tricks.figure(runs).axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["mixup"] and ax.patches[0].get_height() == pytest.approx(2)
 
 
 def test_d2l_comparison_sets_our_seeds_beside_d2ls_run():

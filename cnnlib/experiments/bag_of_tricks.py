@@ -38,8 +38,10 @@ from cnnlib.ablation import DISTILLATION, MODEL_TWEAK
 from cnnlib.experiments import report
 from cnnlib.experiments.protocol import Scale, train_and_record
 from cnnlib.experiments.runner import Context, Experiment
+from cnnlib.experiments.stats import interval
 from cnnlib.models.resnet import BasicBlock, ResNet
 from cnnlib.tricks import linear_scaled_lr, training_recipe, warmup_cosine_factor
+from cnnlib.viz import Figure, plot_bars
 
 WIDTH, EPOCHS, BATCH, WEIGHT_DECAY = 8, 5, 128, 1e-4
 STEP_MILESTONES, WARMUP_FRACTION, TEMPERATURE = (0.25, 0.5, 0.75), 5 / 120, 20.0
@@ -141,6 +143,15 @@ def table(runs: list[dict]) -> pd.DataFrame:
         "train error, eval mode": lambda r: 1 - r["train_acc_eval"],
         "final train loss": lambda r: r["train_loss"][-1],
     }, index_names=["configuration"])
+
+
+def figure(runs: list[dict]) -> Figure:
+    """Per student configuration, its test accuracy minus the baseline's in points: bars of the
+    mean over seeds, error bars of the 95% interval (``differences``)."""
+    spreads = {label: interval(100 * d for d in values) for label, values in differences(runs).items()}
+    return plot_bars(list(spreads), [s["mean"] for s in spreads.values()], "test accuracy minus baseline (points)",
+                     title="Each change against the baseline, 95% intervals",
+                     errors=[(s["mean"] - s["low"], s["high"] - s["mean"]) for s in spreads.values()])
 
 
 EXPERIMENT = Experiment("bag_of_tricks", "06", "each refinement alone and all stacked, against the baseline",
