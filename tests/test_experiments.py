@@ -335,6 +335,15 @@ def test_alexnet_tricks_dropout_slowdown_is_epochs_to_the_same_training_error():
     assert math.isnan(alexnet_tricks.dropout_slowdown(runs)[1])
 
 
+def test_alexnet_tricks_never_learned_names_the_seeds_left_at_chance():
+    fake = lambda config, seed, train_error: {"config": config, "seed": seed, "train_error": train_error}
+    no_lrn = {**alexnet_tricks.ALL_THREE, "lrn": False}
+    runs = [fake(no_lrn, 2, [0.902, 0.901]), fake(alexnet_tricks.ALL_THREE, 0, [0.9, 0.2]), fake(no_lrn, 0, [0.5, 0.12]),
+            fake(alexnet_tricks.ALL_THREE, 1, [0.5, 0.86])]
+    assert alexnet_tricks.never_learned(runs) == {"all three": [1], "no LRN": [2]}
+    assert alexnet_tricks.never_learned(runs, margin=0.01) == {"all three": [], "no LRN": [2]}
+
+
 def test_bag_of_tricks_schedules():
     total = 400
     assert [bag_of_tricks.schedule_factor(s, total, 0, False) for s in (0, 99, 100, 200, 300, 399)] == \

@@ -109,6 +109,18 @@ def removal_cost(runs: list[dict]) -> dict[str, list[float]]:
     return cost
 
 
+def never_learned(runs: list[dict], classes: int = 10, margin: float = 0.05) -> dict[str, list[int]]:
+    """Per configuration, the seeds whose final running training error is still within ``margin`` of
+    chance, ``1 - 1/classes``: networks that never started to learn (their mean would hide them)."""
+    chance = 1 - 1 / classes
+    stuck: dict[str, list[int]] = {}
+    for r in sorted(runs, key=lambda r: r["seed"]):
+        seeds = stuck.setdefault(name(r["config"]), [])
+        if r["train_error"][-1] >= chance - margin:
+            seeds.append(r["seed"])
+    return stuck
+
+
 def dropout_slowdown(runs: list[dict]) -> list[float]:
     """Per seed: the epochs that the network with dropout needs to reach its own final running
     training error, over the epochs that the same network without dropout needs to reach it
