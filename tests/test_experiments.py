@@ -21,6 +21,7 @@ from cnnlib.experiments.stats import curves, interval, summary
 from cnnlib.data import fashion_mnist
 from cnnlib.models.resnet import cifar_resnet
 from cnnlib.tricks import warmup_cosine_factor
+from cnnlib.train import seed_everything
 
 SMOKE = Scale.of(True)
 
@@ -342,6 +343,23 @@ def test_alexnet_tricks_never_learned_names_the_seeds_left_at_chance():
             fake(alexnet_tricks.ALL_THREE, 1, [0.5, 0.86])]
     assert alexnet_tricks.never_learned(runs) == {"all three": [1], "no LRN": [2]}
     assert alexnet_tricks.never_learned(runs, margin=0.01) == {"all three": [], "no LRN": [2]}
+
+
+def test_alexnet_tricks_first_step_compares_the_same_weights_with_and_without_lrn():
+    images, labels = torch.rand(8, 1, 28, 28), torch.arange(8)
+    no_lrn = {**alexnet_tricks.ALL_THREE, "lrn": False}
+    with_lrn, without = (alexnet_tricks.first_step(c, images, labels, seed=3) for c in (alexnet_tricks.ALL_THREE, no_lrn))
+    seed_everything(3)
+    twin = alexnet_tricks.network(no_lrn).eval()
+    seed_everything(3)
+    assert all(torch.equal(a, b) for a, b in zip(alexnet_tricks.network(alexnet_tricks.ALL_THREE).parameters(),
+                                                  twin.parameters()))
+    logits = twin(images)
+    loss = torch.nn.functional.cross_entropy(logits, labels)
+    (grad,) = torch.autograd.grad(loss, twin.features[0].weight)
+    assert without == pytest.approx({"logit std": logits.std().item(), "loss": loss.item(),
+                                     "first-layer gradient": grad.norm().item()}, rel=1e-5)
+    assert with_lrn["logit std"] < without["logit std"]  # each LRN divides by at least k ** beta
 
 
 def test_bag_of_tricks_schedules():

@@ -31,11 +31,13 @@ import math
 
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from cnnlib.experiments import report
 from cnnlib.experiments.protocol import Scale, epochs_to_reach, train_and_record
 from cnnlib.experiments.runner import Context, Experiment
 from cnnlib.models import get_model
+from cnnlib.train import seed_everything
 from cnnlib.viz import Figure
 
 CHANNELS, HIDDEN, EPOCHS, BATCH, LR, WEIGHT_DECAY = (16, 32, 48, 48, 32), 256, 8, 128, 0.01, 5e-4
@@ -107,6 +109,20 @@ def removal_cost(runs: list[dict]) -> dict[str, list[float]]:
         if r["config"] != ALL_THREE and r["seed"] in full:
             cost.setdefault(name(r["config"]), []).append(1 - r["test_acc"] - full[r["seed"]])
     return cost
+
+
+def first_step(config: dict, images: torch.Tensor, labels: torch.Tensor, seed: int) -> dict[str, float]:
+    """The network of ``config`` as ``seed`` initialises it (the switches have no weights, so every
+    configuration with the same pooling starts from the same weights), in evaluation mode on one
+    batch: the standard deviation of its logits, its cross-entropy and the norm of that loss's
+    gradient for the first convolution's weights, the size of the first step a learning rate takes."""
+    seed_everything(seed)
+    model = network(config).eval()
+    logits = model(images)
+    loss = F.cross_entropy(logits, labels)
+    loss.backward()
+    return {"logit std": logits.std().item(), "loss": loss.item(),
+            "first-layer gradient": model.features[0].weight.grad.norm().item()}
 
 
 def never_learned(runs: list[dict], classes: int = 10, margin: float = 0.05) -> dict[str, list[int]]:
