@@ -266,6 +266,8 @@ def test_alexnet_tricks_names_and_removal_costs():
     assert [alexnet_tricks.name(c) for c in configs] == ["all three", "no LRN", "2x2 pooling", "no dropout"]
     runs = [fake(configs[0], 0, 0.90), fake(configs[0], 1, 0.91), fake(configs[1], 0, 0.89), fake(configs[1], 1, 0.92)]
     assert alexnet_tricks.removal_cost(runs) == {"no LRN": pytest.approx([0.01, -0.01])}
+    runs[2]["train_acc_eval"] = 0.93
+    assert alexnet_tricks.removal_cost(runs, lambda r: 1 - r["train_acc_eval"]) == {"no LRN": pytest.approx([0.02, 0.0])}
     table = alexnet_tricks.table(runs)
     assert table.loc["all three", "train-test gap"] == pytest.approx(0.95 - 0.905)
 

@@ -28,6 +28,7 @@ evaluations: about 90 minutes on an idle 2-core machine.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import pandas as pd
 import torch
@@ -100,14 +101,16 @@ def figure(runs: list[dict]) -> Figure:
     return report.figure(runs, name, title="Small AlexNet, one trick off at a time")
 
 
-def removal_cost(runs: list[dict]) -> dict[str, list[float]]:
-    """Per trick switched off, seed by seed: its test error minus that of the network with all
-    three (points of error that the trick saves; the paper's figures are in ``references.ALEXNET``)."""
-    full = {r["seed"]: 1 - r["test_acc"] for r in runs if r["config"] == ALL_THREE}
+def removal_cost(runs: list[dict], error: Callable[[dict], float] = lambda run: 1 - run["test_acc"]
+                 ) -> dict[str, list[float]]:
+    """Per trick switched off, seed by seed: its ``error`` (by default the test error) minus that
+    of the network with all three: the points of error that the trick saves (the paper's figures
+    are in ``references.ALEXNET``)."""
+    full = {r["seed"]: error(r) for r in runs if r["config"] == ALL_THREE}
     cost: dict[str, list[float]] = {}
     for r in runs:
         if r["config"] != ALL_THREE and r["seed"] in full:
-            cost.setdefault(name(r["config"]), []).append(1 - r["test_acc"] - full[r["seed"]])
+            cost.setdefault(name(r["config"]), []).append(error(r) - full[r["seed"]])
     return cost
 
 
