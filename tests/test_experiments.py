@@ -397,6 +397,16 @@ def test_d2l_comparison_sets_our_seeds_beside_d2ls_run():
     assert table.loc["d2l, 96x96", "test acc"] == 0.865 and table.loc["d2l, 96x96", "seeds"] == 1
 
 
+def test_last_epochs_gives_each_seeds_band_of_validation_accuracy():
+    runs = [{"seed": 1, "val_acc": [0.5, 0.9, 0.8, 0.85], "test_acc": 0.85},
+            {"seed": 0, "val_acc": [0.7, 0.88], "test_acc": 0.87}]
+    table = d2l_accuracy.last_epochs(runs, n=3)
+    assert list(table.index) == ["seed 0", "seed 1"]
+    assert table.loc["seed 1"].to_dict() == pytest.approx({"val lowest": 0.8, "val mean": 0.85, "val highest": 0.9,
+                                                            "val last": 0.85, "test acc": 0.85})
+    assert table.loc["seed 0", "val lowest"] == 0.7  # a run shorter than n: all its epochs
+
+
 def test_multiply_accumulates_at_28_are_a_fraction_of_d2ls_at_96():
     for name in ("googlenet", "resnet18"):
         macs = d2l_accuracy.multiply_accumulates(name)

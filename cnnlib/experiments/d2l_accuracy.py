@@ -64,6 +64,18 @@ def comparison(runs: list[dict], name: str) -> pd.DataFrame:
     }).T
 
 
+def last_epochs(runs: list[dict], n: int = 5) -> pd.DataFrame:
+    """Per seed, the validation accuracy over the last ``n`` epochs (lowest, mean, highest) beside
+    the last epoch's and the test accuracy: at a constant learning rate the final figure is one
+    draw from that band, and so is d2l's single run."""
+    rows = {}
+    for r in sorted(runs, key=lambda r: r["seed"]):
+        band = r["val_acc"][-n:]
+        rows[f"seed {r['seed']}"] = {"val lowest": min(band), "val mean": sum(band) / len(band),
+                                     "val highest": max(band), "val last": band[-1], "test acc": r["test_acc"]}
+    return pd.DataFrame(rows).T.rename_axis(f"last {n} epochs")
+
+
 def _experiment(name: str, lesson: str) -> Experiment:
     def protocol(scale: Scale) -> dict:
         recipe = {**RECIPES[name], "epochs": 1} if scale.smoke else RECIPES[name]
