@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnlib.experiments import report
-from cnnlib.experiments.protocol import Scale, epochs_to_reach, train_and_record
+from cnnlib.experiments.protocol import CHANCE_ERROR, Scale, epochs_to_reach, train_and_record
 from cnnlib.experiments.runner import Context, Experiment
 from cnnlib.models import get_model
 from cnnlib.train import seed_everything
@@ -128,14 +128,13 @@ def first_step(config: dict, images: torch.Tensor, labels: torch.Tensor, seed: i
             "first-layer gradient": model.features[0].weight.grad.norm().item()}
 
 
-def never_learned(runs: list[dict], classes: int = 10, margin: float = 0.05) -> dict[str, list[int]]:
+def never_learned(runs: list[dict], margin: float = 0.05) -> dict[str, list[int]]:
     """Per configuration, the seeds whose final running training error is still within ``margin`` of
-    chance, ``1 - 1/classes``: networks that never started to learn (their mean would hide them)."""
-    chance = 1 - 1 / classes
+    chance (``CHANCE_ERROR``): networks that never started to learn (their mean would hide them)."""
     stuck: dict[str, list[int]] = {}
     for r in sorted(runs, key=lambda r: r["seed"]):
         seeds = stuck.setdefault(name(r["config"]), [])
-        if r["train_error"][-1] >= chance - margin:
+        if r["train_error"][-1] >= CHANCE_ERROR - margin:
             seeds.append(r["seed"])
     return stuck
 
