@@ -407,6 +407,18 @@ def test_last_epochs_gives_each_seeds_band_of_validation_accuracy():
     assert table.loc["seed 0", "val lowest"] == 0.7  # a run shorter than n: all its epochs
 
 
+def test_fit_gap_sets_our_training_and_test_accuracy_beside_d2ls():
+    runs = [{"seed": s, "train_error": [0.3, error], "test_acc": acc}
+            for s, (error, acc) in enumerate([(0.1, 0.88), (0.08, 0.9)])]
+    table = d2l_accuracy.fit_gap(runs, "resnet18")
+    assert table.loc["ours, 28x28"].to_dict() == pytest.approx({"train acc": 0.91, "test acc": 0.89, "gap": 0.02,
+                                                                "epochs": 4})
+    assert table.loc["d2l, 96x96"].to_dict() == pytest.approx({"train acc": 0.997, "test acc": 0.865, "gap": 0.132,
+                                                               "epochs": 10})
+    with pytest.raises(ValueError, match="no training accuracy for 'googlenet'; these do: \\['resnet18'\\]"):
+        d2l_accuracy.fit_gap(runs, "googlenet")
+
+
 def test_multiply_accumulates_at_28_are_a_fraction_of_d2ls_at_96():
     for name in ("googlenet", "resnet18"):
         macs = d2l_accuracy.multiply_accumulates(name)

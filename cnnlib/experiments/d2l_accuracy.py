@@ -76,6 +76,21 @@ def last_epochs(runs: list[dict], n: int = 5) -> pd.DataFrame:
     return pd.DataFrame(rows).T.rename_axis(f"last {n} epochs")
 
 
+def fit_gap(runs: list[dict], name: str) -> pd.DataFrame:
+    """The last epoch's running training accuracy (what d2l's ``train_ch6`` prints) beside the test
+    accuracy, and the gap between them: ours, mean over seeds, and d2l's published run."""
+    if "train_acc" not in D2L[name]:
+        raise ValueError(f"d2l publishes no training accuracy for {name!r}; "
+                         f"these do: {sorted(n for n, figures in D2L.items() if 'train_acc' in figures)}")
+    train = sum(1 - r["train_error"][-1] for r in runs) / len(runs)
+    test = sum(r["test_acc"] for r in runs) / len(runs)
+    d2l_train, d2l_test = D2L[name]["train_acc"].value, D2L[name]["test_acc"].value
+    return pd.DataFrame({
+        "ours, 28x28": {"train acc": train, "test acc": test, "gap": train - test, "epochs": RECIPES[name]["epochs"]},
+        "d2l, 96x96": {"train acc": d2l_train, "test acc": d2l_test, "gap": d2l_train - d2l_test, "epochs": D2L_EPOCHS},
+    }).T
+
+
 def _experiment(name: str, lesson: str) -> Experiment:
     def protocol(scale: Scale) -> dict:
         recipe = {**RECIPES[name], "epochs": 1} if scale.smoke else RECIPES[name]
