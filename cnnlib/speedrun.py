@@ -159,6 +159,32 @@ def run(config: dict | None = None, seed: int = 0, dataset: str = "fashion-mnist
     return record
 
 
+def epochs_within(seconds: float, config: dict | None = None, dataset: str = "fashion-mnist",
+                  device: str | torch.device | None = None, probe_steps: int = 20) -> int:
+    """How many epochs of ``config`` (at most its ``epochs``, at least 1) ``run(split="test")`` fits into
+    ``seconds`` on this machine: ``probe_steps`` training steps of the recipe time the machine, then
+    ``epochs_for`` does the arithmetic. The probe's first steps include the kernels' warm-up, so it
+    errs on the short side."""
+    config = {**CONFIG, **(config or {})}
+    probe = run({**config, "epochs": 1}, dataset=dataset, split="test", train_subset=probe_steps * config["batch_size"],
+                eval_subset=config["batch_size"], device=device, log=None)
+    load = DATASETS[dataset]
+    train_set, test_set = load(train=True), load(train=False)
+    passes = 2 if config["flip_tta"] and _flips_preserve_labels(test_set) else 1
+    return epochs_for(seconds, probe["examples_per_s"], len(train_set) // config["batch_size"] * config["batch_size"],
+                      passes * len(test_set), config["epochs"])
+
+
+def epochs_for(seconds: float, examples_per_s: float, train_examples: int, eval_forwards: int, max_epochs: int) -> int:
+    """``floor(seconds / epoch)`` clamped to ``[1, max_epochs]``, where an epoch trains ``train_examples`` at
+    ``examples_per_s`` and evaluates ``eval_forwards`` images, each a forward pass: about a third of a
+    training step's forward and backward."""
+    if seconds <= 0 or examples_per_s <= 0:
+        raise ValueError(f"seconds ({seconds}) and examples_per_s ({examples_per_s}) must be positive")
+    epoch = (train_examples + eval_forwards / 3) / examples_per_s
+    return max(1, min(max_epochs, math.floor(seconds / epoch)))
+
+
 def _flips_preserve_labels(dataset) -> bool:
     return type(dataset).__name__ == "FashionMNIST"
 

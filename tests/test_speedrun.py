@@ -4,7 +4,7 @@ import torch
 from cnnlib.data import DeviceLoader, fashion_mnist
 from cnnlib.experiments.protocol import train_val_split
 from cnnlib.models import get_model
-from cnnlib.speedrun import CONFIG, build_model, plot_time_to_accuracy, run
+from cnnlib.speedrun import CONFIG, build_model, epochs_for, epochs_within, plot_time_to_accuracy, run
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +53,20 @@ def test_mnist_runs_without_flips_and_reports_the_test_set_last():
     assert record["train_examples"] == 256  # 4 full batches of 64
     assert record["split"] == "val" and "test_acc" not in run(dict(epochs=1, batch_size=64), dataset="mnist",
                                                                train_subset=128, eval_subset=50, log=None)
+
+
+def test_epochs_for_divides_the_time_by_an_epoch_and_clamps():
+    # an epoch: (60,000 + 20,000 / 3) / 1,000 = 66.67 s
+    assert epochs_for(600, 1000, 60_000, 20_000, 12) == 9
+    assert epochs_for(1, 1000, 60_000, 20_000, 12) == 1 and epochs_for(10**6, 1000, 60_000, 20_000, 12) == 12
+    with pytest.raises(ValueError, match="must be positive"):
+        epochs_for(600, 0.0, 60_000, 20_000, 12)
+
+
+def test_epochs_within_probes_this_machine():
+    small = dict(epochs=3, batch_size=64)
+    assert epochs_within(1e-3, small, probe_steps=2, device="cpu") == 1
+    assert epochs_within(1e6, small, probe_steps=2, device="cpu") == 3
 
 
 def test_bad_arguments_are_named():
