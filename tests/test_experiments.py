@@ -384,7 +384,11 @@ def test_bag_of_tricks_differences_and_teacher_choice():
         run.update(train_acc_eval=0.9, train_loss=[1.0, 0.5])
     table = bag_of_tricks.table(runs)
     assert list(table.index) == ["baseline", "mixup"] and table.loc["mixup", "test acc"] == pytest.approx(0.83)
+    assert table.loc["mixup", "train-test gap"] == pytest.approx(0.07)
     assert bag_of_tricks.name({"model": "teacher", "changes": ["mixup"]}) == "teacher"
+    stacked = {"model": "student", "changes": [*bag_of_tricks.TEACHER_CHANGES, "distillation"]}
+    assert bag_of_tricks.name(stacked) == "all stacked"
+    assert bag_of_tricks.name({"model": "student", "changes": ["cosine", "mixup"]}) == "cosine+mixup"
     ax = bag_of_tricks.figure(runs).axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["mixup"] and ax.patches[0].get_height() == pytest.approx(2)
 
