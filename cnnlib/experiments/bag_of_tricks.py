@@ -48,7 +48,8 @@ from cnnlib.viz import Figure, plot_bars
 WIDTH, EPOCHS, BATCH, WEIGHT_DECAY = 8, 5, 128, 1e-4
 STEP_MILESTONES, WARMUP_FRACTION, TEMPERATURE = (0.25, 0.5, 0.75), 5 / 120, 20.0
 SINGLE = (MODEL_TWEAK, "warmup", "cosine", "zero-gamma", "no-bias-decay", "label-smoothing", "mixup")
-TEACHER_CHANGES = [MODEL_TWEAK, "warmup", "cosine", "zero-gamma", "no-bias-decay", "label-smoothing", "mixup"]
+TEACHER_CHANGES = list(SINGLE)  # every refinement but distillation
+STACKED = [*TEACHER_CHANGES, DISTILLATION]
 
 
 def network(width: int, resnet_d: bool, blocks: int = 1) -> ResNet:
@@ -80,7 +81,7 @@ def configs(scale: Scale) -> list[dict]:
     return [*student,
             {"model": "teacher", "changes": TEACHER_CHANGES},
             {"model": "student", "changes": [DISTILLATION]},
-            {"model": "student", "changes": [*TEACHER_CHANGES, DISTILLATION]}]
+            {"model": "student", "changes": STACKED}]
 
 
 def best_teacher(runs: list[dict]) -> dict:
@@ -134,7 +135,7 @@ def name(config: dict) -> str:
     """``baseline``, ``teacher``, ``all stacked``, or the student's changes joined by "+"."""
     if config["model"] == "teacher":
         return "teacher"
-    if config["changes"] == [*TEACHER_CHANGES, DISTILLATION]:
+    if config["changes"] == STACKED:
         return "all stacked"
     return "+".join(config["changes"]) or "baseline"
 
