@@ -74,8 +74,10 @@ def run(config: dict | None = None, seed: int = 0, dataset: str = "fashion-mnist
         final_test: bool = False) -> dict:
     """Train ``config`` (``CONFIG`` updated by it) once; return the run's record.
 
-    ``{"config", "seed", "dataset", "split", "train_examples", "epochs": [{epoch, seconds, train_loss,
-    train_error, acc, size}], "acc", "seconds", "examples_per_s", "time_to": {target: seconds or None}}``. ``seconds``
+    ``{"config", "seed", "dataset", "split", "train_examples", "split_sizes": {"train", "eval"}, "flip_tta",
+    "epochs": [{epoch, seconds, train_loss, train_error, acc, size}], "acc", "seconds", "examples_per_s",
+    "time_to": {target: seconds or None}}``. ``split_sizes`` are the whole splits' (before any subset);
+    ``flip_tta`` says whether the evaluation ran flipped images too (not on digits). ``seconds``
     (per epoch: since the start) counts everything from reading the files; ``acc`` is on the
     validation images (``split="val"``) or the test set (``"test"``), of the EMA weights and with
     flip TTA when those are on; ``examples_per_s`` counts training images over the training passes.
@@ -149,7 +151,7 @@ def run(config: dict | None = None, seed: int = 0, dataset: str = "fashion-mnist
             log(f"epoch {epoch + 1:2d}/{epochs}  size {sizes[epoch]}  loss {train_loss:.4f}  "
                 f"{split} acc {acc:.4f}  {seconds:6.1f} s")
     record = dict(config=config, seed=seed, dataset=dataset, split=split, train_examples=steps * config["batch_size"],
-                  epochs=rows, acc=rows[-1]["acc"],
+                  split_sizes=dict(train=len(train_set), eval=len(eval_set)), flip_tta=tta, epochs=rows, acc=rows[-1]["acc"],
                   seconds=rows[-1]["seconds"], examples_per_s=epochs * steps * config["batch_size"] / train_seconds,
                   time_to=time_to)
     if final_test and split == "val":
@@ -168,11 +170,9 @@ def epochs_within(seconds: float, config: dict | None = None, dataset: str = "fa
     config = {**CONFIG, **(config or {})}
     probe = run({**config, "epochs": 1}, dataset=dataset, split="test", train_subset=probe_steps * config["batch_size"],
                 eval_subset=config["batch_size"], device=device, log=None)
-    load = DATASETS[dataset]
-    train_set, test_set = load(train=True), load(train=False)
-    passes = 2 if config["flip_tta"] and _flips_preserve_labels(test_set) else 1
-    return epochs_for(seconds, probe["examples_per_s"], len(train_set) // config["batch_size"] * config["batch_size"],
-                      passes * len(test_set), config["epochs"])
+    sizes, passes = probe["split_sizes"], 2 if probe["flip_tta"] else 1
+    return epochs_for(seconds, probe["examples_per_s"], sizes["train"] // config["batch_size"] * config["batch_size"],
+                      passes * sizes["eval"], config["epochs"])
 
 
 def epochs_for(seconds: float, examples_per_s: float, train_examples: int, eval_forwards: int, max_epochs: int) -> int:

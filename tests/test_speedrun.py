@@ -44,6 +44,7 @@ def test_a_short_run_records_every_epoch_and_its_times():
     assert record["time_to"] == {0.0: first["seconds"], 1.01: None}
     assert 0.2 < record["acc"] <= 1 and last["train_loss"] < first["train_loss"] and record["examples_per_s"] > 0
     assert 0 <= last["train_error"] <= 1
+    assert record["split_sizes"] == {"train": 55_000, "eval": 5000} and record["flip_tta"]
 
 
 def test_mnist_runs_without_flips_and_reports_the_test_set_last():
@@ -51,6 +52,7 @@ def test_mnist_runs_without_flips_and_reports_the_test_set_last():
                  device="cpu", final_test=True)
     assert record["dataset"] == "mnist" and 0 <= record["acc"] <= 1 and 0.1 < record["test_acc"] <= 1
     assert record["train_examples"] == 256  # 4 full batches of 64
+    assert record["split_sizes"] == {"train": 55_000, "eval": 5000} and not record["flip_tta"]
     assert record["split"] == "val" and "test_acc" not in run(dict(epochs=1, batch_size=64), dataset="mnist",
                                                                train_subset=128, eval_subset=50, log=None)
 
