@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from cnnlib.experiments import EXPERIMENTS, get_experiment, load_results, run_ex
 from cnnlib.experiments import alexnet_tricks, bag_of_tricks, d2l_accuracy, degradation, relu_tanh, speedrun
 from cnnlib.experiments.__main__ import main
 from cnnlib.experiments.protocol import Scale, Splits, epochs_to_reach, train_val_split
+from cnnlib.experiments.runner import Context, chosen_weights, save_weights
 from cnnlib.experiments.results import (ResultsFile, ResultsMismatch, describe, load, machine, problems,
                                        write_json_atomic)
 from cnnlib.experiments.stats import curves, interval, summary
@@ -372,14 +374,10 @@ def test_bag_of_tricks_schedules():
     assert bag_of_tricks.schedule_factor(50, total, 10, True) == warmup_cosine_factor(50, 10, total)
 
 
-def test_bag_of_tricks_differences_and_teacher_choice():
+def test_bag_of_tricks_differences_table_and_names():
     runs = [{"config": {"model": "student", "changes": c}, "seed": s, "test_acc": 0.8 + d + s / 100}
             for c, d in (([], 0.0), (["mixup"], 0.02)) for s in range(3)]
     assert bag_of_tricks.differences(runs) == {"mixup": pytest.approx([0.02] * 3)}
-    teachers = [{"config": {"model": "teacher"}, "seed": s, "val_acc": [0.5, v]} for s, v in enumerate((0.8, 0.9, 0.85))]
-    assert bag_of_tricks.best_teacher(runs + teachers)["seed"] == 1
-    with pytest.raises(RuntimeError, match="needs a trained teacher"):
-        bag_of_tricks.best_teacher(runs)
     for run in runs:
         run.update(train_acc_eval=0.9, train_loss=[1.0, 0.5])
     table = bag_of_tricks.table(runs)
@@ -391,6 +389,21 @@ def test_bag_of_tricks_differences_and_teacher_choice():
     assert bag_of_tricks.name({"model": "student", "changes": ["cosine", "mixup"]}) == "cosine+mixup"
     ax = bag_of_tricks.figure(runs).axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["mixup"] and ax.patches[0].get_height() == pytest.approx(2)
+
+
+def test_the_teacher_is_chosen_on_validation_accuracy_and_its_weights_reloaded(tmp_path):
+    runs = [{"config": {"model": "teacher"}, "seed": s, "val_acc": [0.5, v]} for s, v in enumerate((0.8, 0.9, 0.85))]
+    context = Context(None, Scale.of(True), SimpleNamespace(runs=runs), tmp_path / "NAME.artifacts")
+    is_teacher = lambda config: config["model"] == "teacher"  # noqa: E731
+    with pytest.raises(FileNotFoundError, match="teacher-seed1.pt are missing"):
+        chosen_weights(context, "teacher", is_teacher)
+    models = [torch.nn.Linear(2, 2) for _ in runs]
+    for seed, model in enumerate(models):
+        save_weights(context, "teacher", seed, model)
+    seed, weights = chosen_weights(context, "teacher", is_teacher)
+    assert seed == 1 and torch.equal(weights["weight"], models[1].weight)
+    with pytest.raises(RuntimeError, match="needs a trained baseline, and no baseline run is finished"):
+        chosen_weights(context, "baseline", lambda config: config.get("regulariser", "") is None)
 
 
 def test_d2l_comparison_sets_our_seeds_beside_d2ls_run():

@@ -16,7 +16,7 @@ Protocol.
   no bias decay; label smoothing 0.1; mixup with alpha 0.2; distillation with T = 20 from the
   teacher); the teacher; all of them stacked. 3 seeds each.
 - The teacher used by distillation is the teacher run with the highest final validation
-  accuracy (``best_teacher``): a choice made on the validation split; its weights are kept in
+  accuracy (``runner.chosen_weights``): a choice made on the validation split; its weights are kept in
   ``results/bag_of_tricks.artifacts/``.
 - Report: per configuration, the test accuracy's mean and 95% interval over seeds and its
   difference from the baseline; a difference whose interval contains 0 is within the noise.
@@ -39,11 +39,10 @@ import torch
 from cnnlib.ablation import DISTILLATION, MODEL_TWEAK
 from cnnlib.experiments import report
 from cnnlib.experiments.protocol import Scale, train_and_record
-from cnnlib.experiments.runner import Context, Experiment
-from cnnlib.experiments.stats import interval
+from cnnlib.experiments.runner import Context, Experiment, chosen_weights, save_weights
 from cnnlib.models.resnet import BasicBlock, ResNet
 from cnnlib.tricks import linear_scaled_lr, training_recipe, warmup_cosine_factor
-from cnnlib.viz import Figure, plot_bars
+from cnnlib.viz import Figure
 
 WIDTH, EPOCHS, BATCH, WEIGHT_DECAY = 8, 5, 128, 1e-4
 STEP_MILESTONES, WARMUP_FRACTION, TEMPERATURE = (0.25, 0.5, 0.75), 5 / 120, 20.0
@@ -84,28 +83,15 @@ def configs(scale: Scale) -> list[dict]:
             {"model": "student", "changes": STACKED}]
 
 
-def best_teacher(runs: list[dict]) -> dict:
-    """The finished teacher run with the highest final validation accuracy."""
-    teachers = [r for r in runs if r["config"]["model"] == "teacher"]
-    if not teachers:
-        raise RuntimeError("distillation needs a trained teacher, and no teacher run is finished: "
-                           "the teacher configuration must come before it")
-    return max(teachers, key=lambda r: r["val_acc"][-1])
-
-
 def run(config: dict, seed: int, context: Context) -> dict:
     p = protocol(context.scale)
     changes, is_teacher = config["changes"], config["model"] == "teacher"
     model = network(p["width"], MODEL_TWEAK in changes, blocks=2 if is_teacher else 1)
     teacher, teacher_seed = None, None
     if DISTILLATION in changes:
-        chosen = best_teacher(context.results.runs)
-        teacher_seed, path = chosen["seed"], context.artifacts / f"teacher-seed{chosen['seed']}.pt"
-        if not path.exists():
-            raise FileNotFoundError(f"the chosen teacher's weights {path} are missing: delete the teacher runs "
-                                    "from the results file so that they are trained again")
+        teacher_seed, weights = chosen_weights(context, "teacher", lambda c: c["model"] == "teacher")
         teacher = network(p["width"], True, blocks=2)
-        teacher.load_state_dict(torch.load(path, weights_only=True))
+        teacher.load_state_dict(weights)
     loaders = context.splits.loaders(BATCH, seed, augment=True)
     steps = p["epochs"] * len(loaders[0])
     setup = training_recipe(model, [c for c in changes if c not in (MODEL_TWEAK, DISTILLATION, "warmup", "cosine")],
@@ -116,19 +102,13 @@ def run(config: dict, seed: int, context: Context) -> dict:
         setup["optimizer"], lambda step: schedule_factor(step, steps, warmup, "cosine" in changes))
     record, model = train_and_record(model, loaders, p["epochs"], context.splits.eval_loader("train"), **setup)
     if is_teacher:
-        context.artifacts.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), context.artifacts / f"teacher-seed{seed}.pt")
+        save_weights(context, "teacher", seed, model)
     return {**record, "teacher_seed": teacher_seed}
 
 
 def differences(runs: list[dict]) -> dict[str, list[float]]:
     """Per student configuration (``name``), the test accuracy minus the baseline's, seed by seed."""
-    baseline = {r["seed"]: r["test_acc"] for r in runs if r["config"] == {"model": "student", "changes": []}}
-    out: dict[str, list[float]] = {}
-    for r in runs:
-        if r["seed"] in baseline and r["config"]["model"] == "student" and r["config"]["changes"]:
-            out.setdefault(name(r["config"]), []).append(r["test_acc"] - baseline[r["seed"]])
-    return out
+    return report.differences(runs, name, skip=("teacher",))
 
 
 def name(config: dict) -> str:
@@ -155,10 +135,7 @@ def table(runs: list[dict]) -> pd.DataFrame:
 def figure(runs: list[dict]) -> Figure:
     """Per student configuration, its test accuracy minus the baseline's in points: bars of the
     mean over seeds, error bars of the 95% interval (``differences``)."""
-    spreads = {label: interval(100 * d for d in values) for label, values in differences(runs).items()}
-    return plot_bars(list(spreads), [s["mean"] for s in spreads.values()], "test accuracy minus baseline (points)",
-                     title="Each change against the baseline, 95% intervals",
-                     errors=[(s["mean"] - s["low"], s["high"] - s["mean"]) for s in spreads.values()])
+    return report.difference_figure(differences(runs), "Each change against the baseline, 95% intervals")
 
 
 EXPERIMENT = Experiment("bag_of_tricks", "06", "each refinement alone and all stacked, against the baseline",

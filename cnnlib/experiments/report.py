@@ -8,7 +8,7 @@ from collections.abc import Callable, Hashable
 import pandas as pd
 
 from cnnlib.experiments.stats import curves, group_runs, interval
-from cnnlib.viz import Figure, plot_lines
+from cnnlib.viz import Figure, plot_bars, plot_lines
 
 Metric = Callable[[dict], float]
 
@@ -66,3 +66,22 @@ def figure(runs: list[dict], label: Callable[[dict], str], key: str = "train_err
     if threshold is not None:
         fig.axes[0].axhline(threshold, color="gray", linestyle="--", linewidth=1)
     return fig
+
+
+def differences(runs: list[dict], label: Callable[[dict], str], baseline: str = "baseline",
+                skip: tuple[str, ...] = ()) -> dict[str, list[float]]:
+    """Per configuration (``label``) other than ``baseline`` and ``skip``, its test accuracy minus the
+    baseline's, seed by seed (seeds without a baseline run are left out)."""
+    base = {r["seed"]: r["test_acc"] for r in runs if label(r["config"]) == baseline}
+    out: dict[str, list[float]] = {}
+    for r in runs:
+        if r["seed"] in base and label(r["config"]) not in (baseline, *skip):
+            out.setdefault(label(r["config"]), []).append(r["test_acc"] - base[r["seed"]])
+    return out
+
+
+def difference_figure(values: dict[str, list[float]], title: str) -> Figure:
+    """``differences`` in points: per configuration a bar of the mean over seeds, error bars of the 95% interval."""
+    spreads = {name: interval(100 * d for d in measured) for name, measured in values.items()}
+    return plot_bars(list(spreads), [s["mean"] for s in spreads.values()], "test accuracy minus baseline (points)",
+                     title=title, errors=[(s["mean"] - s["low"], s["high"] - s["mean"]) for s in spreads.values()])

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from cnnlib.experiments.protocol import Scale, Splits
@@ -47,6 +49,27 @@ class Experiment:
     run: Callable[[dict, int, Context], dict]
     protocol: Callable[[Scale], dict]
     doc: str
+
+
+def save_weights(context: Context, role: str, seed: int, model: nn.Module) -> None:
+    """Keep ``model``'s weights for later runs: ``ROLE-seedN.pt`` in the experiment's artifacts folder."""
+    context.artifacts.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), context.artifacts / f"{role}-seed{seed}.pt")
+
+
+def chosen_weights(context: Context, role: str, is_role: Callable[[dict], bool]) -> tuple[int, dict]:
+    """The seed and saved weights (``save_weights``) of the finished run whose config ``is_role`` with the
+    highest final validation accuracy: a teacher chosen on the validation split, never on the test set."""
+    runs = [r for r in context.results.runs if is_role(r["config"])]
+    if not runs:
+        raise RuntimeError(f"distillation needs a trained {role}, and no {role} run is finished: "
+                           f"the {role} configuration must come before it")
+    seed = max(runs, key=lambda r: r["val_acc"][-1])["seed"]
+    path = context.artifacts / f"{role}-seed{seed}.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"the chosen {role}'s weights {path} are missing: delete the {role} runs "
+                                "from the results file so that they are trained again")
+    return seed, torch.load(path, weights_only=True)
 
 
 def artifacts_dir(out: str | os.PathLike) -> Path:
