@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from cnnlib.experiments import EXPERIMENTS, get_experiment, load_results, run_experiment
-from cnnlib.experiments import alexnet_tricks, bag_of_tricks, d2l_accuracy, degradation, relu_tanh, speedrun
+from cnnlib.experiments import (alexnet_tricks, bag_of_tricks, d2l_accuracy, degradation, regularisers, relu_tanh,
+                                speedrun)
 from cnnlib.experiments.__main__ import main
 from cnnlib.experiments.protocol import Scale, Splits, epochs_to_reach, train_val_split
 from cnnlib.experiments.runner import Context, chosen_weights, save_weights
@@ -404,6 +405,23 @@ def test_the_teacher_is_chosen_on_validation_accuracy_and_its_weights_reloaded(t
     assert seed == 1 and torch.equal(weights["weight"], models[1].weight)
     with pytest.raises(RuntimeError, match="needs a trained baseline, and no baseline run is finished"):
         chosen_weights(context, "baseline", lambda config: config.get("regulariser", "") is None)
+
+
+def test_regularisers_differences_table_and_figure():
+    runs = [{"config": {"regulariser": r}, "seed": s, "test_acc": 0.9 + d + s / 100, "train_acc_eval": 0.97}
+            for r, d in ((None, 0.0), ("mixup", 0.01), ("distillation", -0.01)) for s in range(3)]
+    assert [regularisers.name(c) for c in regularisers.configs(Scale.of(False))] == [
+        "baseline", "label-smoothing", "mixup", "distillation"]
+    assert regularisers.differences(runs) == {"mixup": pytest.approx([0.01] * 3),
+                                              "distillation": pytest.approx([-0.01] * 3)}
+    table = regularisers.table(runs)
+    assert table.loc["baseline", "train-test gap"] == pytest.approx(0.06)
+    assert table.loc["mixup", "test acc"] == pytest.approx(0.92)
+    ax = regularisers.figure(runs).axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["mixup", "distillation"]
+    assert [p.get_height() for p in ax.patches] == pytest.approx([1, -1])
+    protocol = regularisers.protocol(Scale.of(False))
+    assert protocol["augment"] is False and protocol["epochs"] == regularisers.EPOCHS and protocol["lr"] == 0.05
 
 
 def test_d2l_comparison_sets_our_seeds_beside_d2ls_run():

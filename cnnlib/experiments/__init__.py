@@ -10,13 +10,14 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-from cnnlib.experiments import alexnet_tricks, bag_of_tricks, d2l_accuracy, degradation, relu_tanh, speedrun
+from cnnlib.experiments import (alexnet_tricks, bag_of_tricks, d2l_accuracy, degradation, regularisers, relu_tanh,
+                                speedrun)
 from cnnlib.experiments.results import load
 from cnnlib.experiments.runner import Experiment, run_experiment
 
 EXPERIMENTS: dict[str, Experiment] = {experiment.name: experiment for experiment in (
     relu_tanh.EXPERIMENT, alexnet_tricks.EXPERIMENT, d2l_accuracy.GOOGLENET, degradation.EXPERIMENT,
-    d2l_accuracy.RESNET18, bag_of_tricks.EXPERIMENT, speedrun.EXPERIMENT)}
+    d2l_accuracy.RESNET18, bag_of_tricks.EXPERIMENT, regularisers.EXPERIMENT, speedrun.EXPERIMENT)}
 
 __all__ = ["EXPERIMENTS", "Experiment", "get_experiment", "load_results", "run_experiment"]
 
