@@ -50,6 +50,9 @@ def test_every_experiment_runs_at_smoke_size(name, splits, tmp_path):
     assert [run["config"] for run in data["runs"]] == experiment.configs(SMOKE)
     assert data["protocol"] == experiment.protocol(SMOKE) and data["smoke"] is True
     assert all(run["train_examples"] == SMOKE.train for run in data["runs"])
+    if name == "googlenet":  # d2l's constant rate, and the variant whose rate decays along a cosine
+        last_lr = {run["config"].get("schedule", "constant"): run["lr"][-1] for run in data["runs"]}
+        assert last_lr["constant"] == 0.1 and 0 < last_lr["cosine"] < 0.05
 
 
 def counting(experiment, fail_at=None):
@@ -430,13 +433,19 @@ def test_d2l_comparison_sets_our_seeds_beside_d2ls_run():
     assert table.loc["ours, 28x28", "test acc"] == pytest.approx(0.91)
     assert table.loc["ours, 28x28", "95% high"] == pytest.approx(0.91 + 4.302653 * 0.01 / math.sqrt(3), 1e-5)
     assert table.loc["d2l, 96x96", "test acc"] == 0.865 and table.loc["d2l, 96x96", "seeds"] == 1
+    cosine = [{"config": {"model": "googlenet", "schedule": "cosine"}, "seed": s, "test_acc": 0.95} for s in range(3)]
+    table = d2l_accuracy.comparison([{**r, "config": {"model": "googlenet"}} for r in runs] + cosine, "googlenet")
+    assert list(table.index) == ["ours, 28x28", "ours, 28x28, cosine decay", "d2l, 96x96"]
+    assert table.loc["ours, 28x28, cosine decay", "test acc"] == pytest.approx(0.95)
+    assert table.loc["ours, 28x28", "test acc"] == pytest.approx(0.91)
 
 
 def test_last_epochs_gives_each_seeds_band_of_validation_accuracy():
-    runs = [{"seed": 1, "val_acc": [0.5, 0.9, 0.8, 0.85], "test_acc": 0.85},
-            {"seed": 0, "val_acc": [0.7, 0.88], "test_acc": 0.87}]
+    runs = [{"config": {"model": "googlenet", "schedule": "cosine"}, "seed": 0, "val_acc": [0.8, 0.9], "test_acc": 0.9},
+            {"config": {"model": "googlenet"}, "seed": 1, "val_acc": [0.5, 0.9, 0.8, 0.85], "test_acc": 0.85},
+            {"config": {"model": "googlenet"}, "seed": 0, "val_acc": [0.7, 0.88], "test_acc": 0.87}]
     table = d2l_accuracy.last_epochs(runs, n=3)
-    assert list(table.index) == ["seed 0", "seed 1"]
+    assert list(table.index) == ["seed 0", "seed 1", "cosine decay, seed 0"]
     assert table.loc["seed 1"].to_dict() == pytest.approx({"val lowest": 0.8, "val mean": 0.85, "val highest": 0.9,
                                                             "val last": 0.85, "test acc": 0.85})
     assert table.loc["seed 0", "val lowest"] == 0.7  # a run shorter than n: all its epochs
