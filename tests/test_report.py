@@ -58,3 +58,15 @@ def test_intervals_lists_the_values_then_mean_and_95_percent_bounds():
     assert frame["interval"].tolist() == ["above 0", "contains 0"]
     noisy = report.intervals({"a": [-0.01, 0.02, 0.0], "b": [-0.02, -0.03, -0.025]})
     assert noisy["interval"].tolist() == ["contains 0", "below 0"]
+
+
+def test_differences_pair_each_configuration_with_the_baseline_of_its_seed():
+    runs = [{"config": {"kind": kind}, "seed": seed, "test_acc": acc}
+            for kind, seed, acc in (("baseline", 0, 0.80), ("baseline", 1, 0.90), ("plain", 0, 0.85),
+                                    ("plain", 1, 0.80), ("plain", 2, 0.99), ("teacher", 0, 0.95))]
+    label = lambda config: config["kind"]  # noqa: E731
+    assert report.differences(runs, label) == {"plain": pytest.approx([0.05, -0.10]), "teacher": pytest.approx([0.15])}
+    assert report.differences(runs, label, skip=("teacher",)) == {"plain": pytest.approx([0.05, -0.10])}
+    ax = report.difference_figure({"plain": [0.05, -0.10, 0.02]}, "title").axes[0]
+    assert ax.patches[0].get_height() == pytest.approx(100 * (0.05 - 0.10 + 0.02) / 3)
+    assert ax.get_title() == "title" and [t.get_text() for t in ax.get_xticklabels()] == ["plain"]
