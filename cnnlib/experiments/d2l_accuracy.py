@@ -34,7 +34,7 @@ import torch
 from cnnlib.experiments.protocol import Scale, train_and_record
 from cnnlib.experiments.runner import Context, Experiment
 from cnnlib.inspect import layer_table
-from cnnlib.experiments.stats import interval
+from cnnlib.experiments.stats import group_runs, interval
 from cnnlib.models import get_model
 from cnnlib.references import D2L
 from cnnlib.train import xavier_init_
@@ -67,22 +67,13 @@ def comparison(runs: list[dict], name: str) -> pd.DataFrame:
     """Ours at 28x28, one row per configuration (test accuracy: mean and 95% interval over seeds),
     beside d2l's published run at 96x96: test accuracy, seeds, epochs and multiply-accumulates per image."""
     macs, rows = multiply_accumulates(name), {}
-    for config in _configs_of(runs):
-        acc = interval(r["test_acc"] for r in runs if r["config"] == config)
-        rows[label(config)] = {"test acc": acc["mean"], "95% low": acc["low"], "95% high": acc["high"],
+    for group in group_runs(runs).values():
+        acc = interval(r["test_acc"] for r in group)
+        rows[label(group[0]["config"])] = {"test acc": acc["mean"], "95% low": acc["low"], "95% high": acc["high"],
                                "seeds": acc["n"], "epochs": RECIPES[name]["epochs"], "MACs per image": macs["native_28"]}
     rows["d2l, 96x96"] = {"test acc": D2L[name]["test_acc"].value, "95% low": math.nan, "95% high": math.nan,
                           "seeds": 1, "epochs": D2L_EPOCHS, "MACs per image": macs["d2l_96"]}
     return pd.DataFrame(rows).T
-
-
-def _configs_of(runs: list[dict]) -> list[dict]:
-    """The runs' configurations, each once, in their first run's order."""
-    configs: list[dict] = []
-    for r in runs:
-        if r["config"] not in configs:
-            configs.append(r["config"])
-    return configs
 
 
 def last_epochs(runs: list[dict], n: int = 5) -> pd.DataFrame:
