@@ -281,6 +281,7 @@ def test_alexnet_tricks_names_and_removal_costs():
 def test_speedrun_contributions_table_and_protocol():
     def fake(variant, seed, val_acc, diverged=False):
         return {"config": {"variant": variant}, "seed": seed, "val_acc": [] if diverged else [0.5, val_acc],
+                "train_error": [] if diverged else [0.4, 0.05 + seed / 100],
                 "test_acc": None if diverged else val_acc - 0.01, "seconds": 100.0 + seed, "examples_per_s": 2000.0,
                 **({"diverged": "nan"} if diverged else {})}
     runs = [fake("full recipe", 0, 0.93), fake("full recipe", 1, 0.94), fake("no EMA", 0, 0.92),
@@ -289,7 +290,11 @@ def test_speedrun_contributions_table_and_protocol():
     assert gains == {"no EMA": pytest.approx([0.01, -0.01]), "no whitening": pytest.approx([0.93])}
     table = speedrun.table(runs)
     assert table.loc["full recipe", "val acc"] == pytest.approx(0.935) and table.loc["no whitening", "diverged"] == 1
+    assert table.loc["no EMA", "train error"] == pytest.approx(0.055)
     assert len(speedrun.figure(runs).axes[0].patches) == 3
+    ax = speedrun.curves(runs).axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["full recipe, 2 seeds", "no EMA, 2 seeds"]
+    assert list(ax.containers[0].lines[0].get_ydata()) == pytest.approx([0.5, 0.935])
     assert [c["variant"] for c in speedrun.configs(SMOKE)][0] == speedrun.FULL
     full = speedrun.protocol(Scale.of(False))
     assert full["amp"] is None and full["epochs"] == speedrun.EPOCHS > 1 and json.loads(json.dumps(full)) == full  # resumable as stored

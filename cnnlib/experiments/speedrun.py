@@ -76,11 +76,14 @@ def name(config: dict) -> str:
 
 
 def table(runs: list[dict]) -> pd.DataFrame:
-    """Per configuration: final validation and test accuracy, wall-clock seconds and training
-    examples/s; means and standard deviations over seeds."""
+    """Per configuration: final validation and test accuracy, the training error of the last epoch
+    (over the batches as trained on, crops and flips included: below the validation error, the
+    network has begun to memorise), wall-clock seconds and training examples/s; means and standard
+    deviations over seeds."""
     return report.table(runs, name, {
         "val acc": lambda r: r["val_acc"][-1],
         "test acc": lambda r: r["test_acc"],
+        "train error": lambda r: r["train_error"][-1],
         "seconds": lambda r: r["seconds"],
         "examples/s": lambda r: r["examples_per_s"],
     }, index_names=["configuration"])
@@ -107,6 +110,14 @@ def figure(runs: list[dict]) -> Figure:
     return plot_bars(list(rows.index), list(rows["val acc"]), "validation accuracy",
                      title="The recipe, one ingredient off at a time", ylim=(low - 0.01, min(1.0, high + 0.01)),
                      errors=list(errors))
+
+
+def curves(runs: list[dict], variants: tuple[str, ...] = (FULL, "no EMA")) -> Figure:
+    """The validation accuracy after every epoch of ``variants`` (mean over seeds, error bars of one
+    standard deviation): what an ingredient does along the way, not only at the end."""
+    chosen = [r for r in runs if name(r["config"]) in variants]
+    return report.figure(chosen, name, key="val_acc", ylabel="validation accuracy",
+                         title="Validation accuracy along the run")
 
 
 EXPERIMENT = Experiment("speedrun", "07", "each ingredient of the speedrun recipe raises its accuracy",
