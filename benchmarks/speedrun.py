@@ -31,7 +31,7 @@ from cnnlib.experiments.results import machine as experiment_machine
 from cnnlib.models import get_model
 from cnnlib.references import D2L
 from cnnlib.speedrun import CONFIG, build_model, run
-from cnnlib.train import cpu_has_fast_bf16
+from cnnlib.train import autocast_dtype, cpu_has_fast_bf16
 
 D2L_RESNET18 = dict(resize=96, batch_size=256, lr=0.05, epochs=10, train_images=60_000,
                     test_acc=D2L["resnet18"]["test_acc"].value)
@@ -62,19 +62,23 @@ def d2l_step_seconds(steps: int = 2) -> float:
 
 
 def profile_step(config: dict, steps: int = 5) -> str:
-    """torch.profiler's table (top operators by self CPU time) over ``steps`` training steps of the recipe."""
+    """torch.profiler's table (top operators by self CPU time) over ``steps`` training steps of the
+    recipe on the CPU, channels_last, in the dtype it trains in there (``config["amp"]``)."""
     from torch.profiler import ProfilerActivity, profile
 
     from cnnlib.data import DeviceLoader, fashion_mnist
 
-    train = DeviceLoader(fashion_mnist(), config["batch_size"], shuffle=True, augment=config["augment"], subset=2048)
+    dtype = autocast_dtype(config["amp"], torch.device("cpu"))
+    train = DeviceLoader(fashion_mnist(), config["batch_size"], shuffle=True, augment=config["augment"], subset=2048,
+                         device="cpu")
     model = build_model(config, train).to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
     batches = iter(train)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
             x, y = next(batches)
-            loss = nn.functional.cross_entropy(model(x.contiguous(memory_format=torch.channels_last)), y)
+            with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+                loss = nn.functional.cross_entropy(model(x.contiguous(memory_format=torch.channels_last)), y)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -108,6 +112,7 @@ def main() -> None:
     config = {**CONFIG, **{key: value for key, value in changes.items() if value}}
     print(machine(), flush=True)
     if args.profile:
+        print(f"{config['batch_size']} images a step, {autocast_dtype(config['amp'], torch.device('cpu')) or 'fp32'}")
         print(profile_step(config))
         return
     targets = [float(t) for t in args.targets.split(",")]
