@@ -97,7 +97,8 @@ def test_results_refuse_another_experiment_protocol_or_machine(tmp_path, monkeyp
         ResultsFile(out, "a", "cmd", smoke=True, protocol={"epochs": 2})
     with pytest.raises(ResultsMismatch, match="smoke runs and this is a full run"):
         ResultsFile(out, "a", "cmd", smoke=False, protocol={"epochs": 1})
-    other = {**machine(), "cpu_capability": "AVX512"}
+    here = machine()
+    other = {**here, "cpu_capability": "AVX2" if here["cpu_capability"] == "AVX512" else "AVX512"}  # not this CPU's
     monkeypatch.setattr("cnnlib.experiments.results.machine", lambda: other)
     with pytest.raises(ResultsMismatch, match="different machines"):
         ResultsFile(out, "a", "cmd", smoke=True, protocol={"epochs": 1})
