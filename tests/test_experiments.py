@@ -233,13 +233,16 @@ def test_relu_tanh_table_and_figure_follow_the_runs():
     assert list(ax.lines[0].get_ydata()) == pytest.approx([0.3, 0.12, 0.08])
 
 
-def test_describe_names_the_runs_machine_and_commit():
+def test_describe_names_the_runs_machine_and_commits():
     data = {"experiment": "relu_tanh", "commit": "a" * 40, "created": "2026-11-29T10:00:00+00:00",
             "machine": {"cpu": "AMD EPYC", "cpu_capability": "AVX2", "threads": 2, "torch": "2.14.1", "device": "cpu"},
             "runs": [{"config": {"lr": lr}, "seed": s, "train_examples": 55000, "seconds": 1800.0}
                      for lr in (0.1, 0.01) for s in (0, 1, 2)]}
     assert describe(data) == ("relu_tanh: 6 runs (2 configurations x seeds [0, 1, 2]), 55,000 training images each; "
                               "AMD EPYC (AVX2), 2 threads, torch 2.14.1, cpu; 3.0 hours; commit aaaaaaa, 2026-11-29")
+    for run, commit in zip(data["runs"], ["a" * 40, "a" * 40, "b" * 40, "a" * 40, "b" * 40, "c" * 40]):
+        run["commit"] = commit  # a command resumed at two later commits
+    assert describe(data).endswith("3.0 hours; commits aaaaaaa, bbbbbbb, ccccccc, 2026-11-29")
 
 
 def test_four_layer_cnn_has_four_weighted_layers_and_no_normalisation():

@@ -160,7 +160,8 @@ def load(path: str | os.PathLike) -> dict:
 
 def describe(data: dict) -> str:
     """Where a results document's figures come from, in one line: runs, seeds, training images,
-    the machine and the commit."""
+    the machine and the commit, or every commit its runs were made at when a resumed command ran
+    at several (the file's own first)."""
     runs = data["runs"]
     configs = {json.dumps(run["config"], sort_keys=True) for run in runs}
     seeds = sorted({run["seed"] for run in runs})
@@ -168,10 +169,12 @@ def describe(data: dict) -> str:
     m = data["machine"]
     threads = f"{m['threads']} thread{'s' * (m['threads'] != 1)}"
     hours = sum(run["seconds"] for run in runs) / 3600
+    commits = list(dict.fromkeys([data["commit"][:7]] + [run["commit"][:7] for run in runs if run.get("commit")]))
+    made_at = f"commit {commits[0]}" if len(commits) == 1 else f"commits {', '.join(commits)}"
     return (f"{data['experiment']}: {len(runs)} runs ({len(configs)} configurations x seeds {seeds}), "
             f"{' / '.join(f'{n:,}' for n in examples)} training images each; {m['cpu']} "
             f"({m['cpu_capability']}), {threads}, torch {m['torch']}, {m['device']}; "
-            f"{hours:.1f} hours; commit {data['commit'][:7]}, {data['created'][:10]}")
+            f"{hours:.1f} hours; {made_at}, {data['created'][:10]}")
 
 
 def problems(data: dict, min_seeds: int = 3, min_train_examples: int = 50_000) -> list[str]:
