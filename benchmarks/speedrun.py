@@ -63,7 +63,8 @@ def d2l_step_seconds(steps: int = 2) -> float:
 
 def profile_step(config: dict, steps: int = 5) -> str:
     """torch.profiler's table (top operators by self CPU time) over ``steps`` training steps of the
-    recipe on the CPU, channels_last, in the dtype it trains in there (``config["amp"]``)."""
+    recipe on the CPU, channels_last, in the dtype it trains in there (``config["amp"]``), under a
+    line naming the batch and the dtype."""
     from torch.profiler import ProfilerActivity, profile
 
     from cnnlib.data import DeviceLoader, fashion_mnist
@@ -82,7 +83,8 @@ def profile_step(config: dict, steps: int = 5) -> str:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)
+    return (f"{config['batch_size']} images a step, {dtype or 'fp32'}\n"
+            + prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
 
 def spread(values: list[float | None]) -> str:
@@ -112,7 +114,6 @@ def main() -> None:
     config = {**CONFIG, **{key: value for key, value in changes.items() if value}}
     print(machine(), flush=True)
     if args.profile:
-        print(f"{config['batch_size']} images a step, {autocast_dtype(config['amp'], torch.device('cpu')) or 'fp32'}")
         print(profile_step(config))
         return
     targets = [float(t) for t in args.targets.split(",")]
