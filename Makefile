@@ -70,7 +70,7 @@ browser: kernel
 
 # Learner versions of the lessons (solutions replaced by NotImplementedError, no verdicts stored).
 exercises: setup
-	$(PY) -m cnnlib.exercises notebooks exercises
+	$(PY) -m cnnlib.grading.learner_versions notebooks exercises
 
 # Grade a class: make grade SUBMISSIONS="hand-ins/" (notebooks or folders of them), into
 # grades.csv and a Markdown report per submission in feedback/.
@@ -96,10 +96,10 @@ unit: setup data
 notebooks: setup data
 	CNNLIB_PROFILE=smoke $(PY) -m pytest $(NBVAL) notebooks -q $(PARALLEL) --dist loadfile
 
-# The lessons as learners get them (tests/test_exercises.py, marked slow), under the second numeric
+# The lessons as learners get them (tests/test_learner_versions.py, marked slow), under the second numeric
 # configuration: every compared output must come out the same, and each fails exactly at its exercises.
 portability: setup data
-	$(PORTABLE) CNNLIB_PROFILE=smoke $(PY) -m pytest tests/test_exercises.py -m slow -q $(PARALLEL)
+	$(PORTABLE) CNNLIB_PROFILE=smoke $(PY) -m pytest tests/test_learner_versions.py -m slow -q $(PARALLEL)
 
 # Outputs are not compared (--nbval-lax): the cells must run to the end, that is all. Lesson 06
 # takes most of this part (the full recipe's ablation), so it goes first and the other worker runs

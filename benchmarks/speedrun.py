@@ -1,6 +1,6 @@
-"""Speedrun: wall-clock seconds to 93% and 94% Fashion-MNIST test accuracy with ``cnnlib.speedrun``.
+"""Speedrun: wall-clock seconds to 93% and 94% Fashion-MNIST test accuracy with ``cnnlib.training.speedrun_recipe``.
 
-Each seed trains ``cnnlib.speedrun.CONFIG`` on all 60,000 training images and evaluates on the
+Each seed trains ``cnnlib.training.speedrun_recipe.CONFIG`` on all 60,000 training images and evaluates on the
 test set after every epoch; the clock runs from reading the files to the last evaluation. The
 test set chooses nothing (the recipe was tuned with ``--split val``: 5,000 training images held out).
 Printed: per seed and as median / min / max, the seconds to each target, the final accuracy and
@@ -29,9 +29,9 @@ from torch import nn
 
 from cnnlib.experiments.results import machine as experiment_machine
 from cnnlib.models import get_model
-from cnnlib.references import D2L
-from cnnlib.speedrun import CONFIG, build_model, run
-from cnnlib.train import autocast_dtype, cpu_has_fast_bf16
+from cnnlib.lessons.references import D2L
+from cnnlib.training.speedrun_recipe import CONFIG, build_model, run
+from cnnlib.training.loop import autocast_dtype, cpu_has_fast_bf16
 
 D2L_RESNET18 = dict(resize=96, batch_size=256, lr=0.05, epochs=10, train_images=60_000,
                     test_acc=D2L["resnet18"]["test_acc"].value)
@@ -67,7 +67,7 @@ def profile_step(config: dict, steps: int = 5) -> str:
     line naming the batch and the dtype."""
     from torch.profiler import ProfilerActivity, profile
 
-    from cnnlib.data import DeviceLoader, fashion_mnist
+    from cnnlib.training.data import DeviceLoader, fashion_mnist
 
     dtype = autocast_dtype(config["amp"], torch.device("cpu"))
     train = DeviceLoader(fashion_mnist(), config["batch_size"], shuffle=True, augment=config["augment"], subset=2048,

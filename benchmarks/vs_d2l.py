@@ -38,9 +38,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cnnlib.data import DeviceLoader, data_root, fashion_mnist
+from cnnlib.training.data import DeviceLoader, data_root, fashion_mnist
 from cnnlib.models import get_model
-from cnnlib.train import autocast_dtype, choose_device, fit, seed_everything, xavier_init_
+from cnnlib.training.loop import autocast_dtype, choose_device, fit, seed_everything, xavier_init_
 
 # The recipes of d2l's chapters (lr, batch size, input size), and the default number of steps:
 # enough to be past the warm-up of the loaders, few enough that AlexNet at 224 runs in minutes on 2 cores.

@@ -3,9 +3,9 @@
     cnnlib-train --model resnet18 --dataset fashion-mnist --epochs 10 --batch-size 128 \\
         --lr 0.05 --resize 96 --tricks cosine,warmup,label-smoothing,mixup,no-bias-decay,zero-gamma \\
         --amp bf16 --out history.json
-    torchrun --nproc_per_node=2 -m cnnlib.train --model resnet18 ...   # DistributedDataParallel
+    torchrun --nproc_per_node=2 -m cnnlib.cli --model resnet18 ...   # DistributedDataParallel
 
-(``cnnlib-train`` is the console script of ``run``; ``python -m cnnlib.train`` runs the same.)
+(``cnnlib-train`` is the console script of ``run``; ``python -m cnnlib.cli`` runs the same.)
 
 ``--batch-size`` is the global batch: with N processes each takes ``batch_size / N`` examples per
 step, so the same command line trains the same recipe whatever N is. Under ``torchrun``
@@ -28,11 +28,11 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from cnnlib.data import DataUnavailable, DeviceLoader, fashion_mnist, mnist
-from cnnlib.input_checks import input_size_problem
+from cnnlib.training.data import DataUnavailable, DeviceLoader, fashion_mnist, mnist
+from cnnlib.models.input_checks import input_size_problem
 from cnnlib.models import get_model
-from cnnlib.train import History, checkpoint_recipe, choose_device, fit, seed_everything
-from cnnlib.tricks import TRICKS, training_recipe
+from cnnlib.training.loop import History, checkpoint_recipe, choose_device, fit, seed_everything
+from cnnlib.training.tricks import TRICKS, training_recipe
 
 PROG = "cnnlib-train"
 DATASETS = {"fashion-mnist": fashion_mnist, "mnist": mnist}
@@ -222,3 +222,7 @@ def _train(args: argparse.Namespace, device: torch.device) -> History:
             path = path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
         torch.save(model.state_dict(), path)
     return history
+
+
+if __name__ == "__main__":
+    run()

@@ -1,8 +1,14 @@
-"""Fixtures shared by the tests that start servers on the loopback interface."""
+"""What the tests share: the course's data for tests that run in a temporary folder, and a
+free port for the tests that start servers on the loopback interface."""
 
+import os
 import socket
+from pathlib import Path
 
 import pytest
+
+# Tests that run commands or notebooks in a temporary folder find the datasets of this checkout.
+os.environ.setdefault("CNNLIB_DATA", str(Path(__file__).resolve().parents[1] / "data"))
 
 
 @pytest.fixture

@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlib.ablation import STACK, cumulative, run_ablation
+from cnnlib.lessons.ablation import STACK, cumulative, run_ablation
 from cnnlib.models import BasicBlock, ResNet
-from cnnlib.train import fit, seed_everything
-from cnnlib.tricks import DistillationLoss, Mixup, training_recipe
+from cnnlib.training.loop import fit, seed_everything
+from cnnlib.training.tricks import DistillationLoss, Mixup, training_recipe
 
 
 def batches(n=4, seed=0):

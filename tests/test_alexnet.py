@@ -6,8 +6,8 @@ import torch
 import torchvision
 from torch import nn
 
-from cnnlib.input_checks import smallest_input_size
-from cnnlib.layers import LocalResponseNorm
+from cnnlib.models.input_checks import smallest_input_size
+from cnnlib.models.layers import LocalResponseNorm
 from cnnlib.models import compare_with_reference
 from cnnlib.models.alexnet import AlexNet
 

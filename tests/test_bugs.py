@@ -3,8 +3,8 @@
 import torch
 from torch import nn
 
-from cnnlib.bugs import BuggyBlock1, BuggyBlock2, BuggyBlock3, BuggyBlock4, buggy_resnet101
-from cnnlib.gradients import layer_grad_norms
+from cnnlib.lessons.bugs import BuggyBlock1, BuggyBlock2, BuggyBlock3, BuggyBlock4, buggy_resnet101
+from cnnlib.lessons.gradients import layer_grad_norms
 from cnnlib.models import BasicBlock
 from cnnlib.models.resnet import resnet
 

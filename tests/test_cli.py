@@ -16,7 +16,7 @@ import torch
 from torchvision import datasets
 
 from cnnlib.cli import TRICKS, main, parse_args
-from cnnlib.train import History
+from cnnlib.training.loop import History
 
 REPO = Path(__file__).resolve().parents[1]
 ARGS = ["--model", "alexnet", "--variant", "layout=small", "--variant", "dropout=0.0", "--dataset", "fashion-mnist",
@@ -43,10 +43,10 @@ def test_arguments():
 
 
 def test_two_processes_match_one(tmp_path, free_port):
-    run([sys.executable, "-m", "cnnlib.train", *ARGS, "--out", "single.json", "--save-weights", "single.pt"], tmp_path)
+    run([sys.executable, "-m", "cnnlib.cli", *ARGS, "--out", "single.json", "--save-weights", "single.pt"], tmp_path)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
                 f"--master_port={free_port}"]
-    run([*torchrun, "-m", "cnnlib.train", *ARGS, "--out", "ddp.json", "--save-weights", "ddp.pt"], tmp_path)
+    run([*torchrun, "-m", "cnnlib.cli", *ARGS, "--out", "ddp.json", "--save-weights", "ddp.pt"], tmp_path)
 
     single, ranks = torch.load(tmp_path / "single.pt"), [torch.load(tmp_path / f"ddp.rank{r}.pt") for r in (0, 1)]
     for name, weight in single.items():
@@ -72,10 +72,10 @@ def test_console_script_and_module_run_the_same_entry():
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     module, _, name = scripts["cnnlib-train"].partition(":")
     assert (module, name) == ("cnnlib.cli", "run")
-    importing = "import sys, cnnlib.train; print(sorted(m for m in sys.modules if m.startswith('cnnlib')))"
+    importing = "import sys, cnnlib.training.loop; print(sorted(m for m in sys.modules if m.startswith('cnnlib')))"
     done = subprocess.run([sys.executable, "-c", importing], env=dict(os.environ, PYTHONPATH=str(REPO)),
                           capture_output=True, text=True, timeout=120)
-    assert "cnnlib.cli" not in done.stdout and "cnnlib.train" in done.stdout  # train does not import cli
+    assert "cnnlib.cli" not in done.stdout and "cnnlib.training.loop" in done.stdout  # train does not import cli
 
 
 def error_line(capsys, argv: list[str]) -> str:
@@ -126,7 +126,7 @@ def test_resume_from_a_checkpoint_of_another_model_or_recipe(capsys, tmp_path):
 
 
 def test_bad_input_from_the_command_line_has_no_traceback(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "cnnlib.train", "--model", "nonexistent"], cwd=tmp_path,
+    done = subprocess.run([sys.executable, "-m", "cnnlib.cli", "--model", "nonexistent"], cwd=tmp_path,
                           env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.startswith("cnnlib-train: error: --model nonexistent: unknown model 'nonexistent'")

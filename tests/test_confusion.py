@@ -8,8 +8,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from cnnlib.confusion import confusion_matrix, most_confused, show_mistakes  # noqa: E402
-from cnnlib.train import evaluate  # noqa: E402
+from cnnlib.lessons.confusion import confusion_matrix, most_confused, show_mistakes  # noqa: E402
+from cnnlib.training.loop import evaluate  # noqa: E402
 
 NAMES = ["zero", "one", "two"]
 PREDICTED = [torch.tensor([0, 1, 2, 2]), torch.tensor([1, 1, 0])]

@@ -6,8 +6,8 @@ import torch
 from torchvision import datasets
 from torchvision.transforms import v2
 
-from cnnlib import data
-from cnnlib.data import (FASHION_MNIST_CLASSES, FASHION_MNIST_MEAN_STD, MNIST_CLASSES, MNIST_MEAN_STD, DataCorrupted,
+from cnnlib.training import data
+from cnnlib.training.data import (FASHION_MNIST_CLASSES, FASHION_MNIST_MEAN_STD, MNIST_CLASSES, MNIST_MEAN_STD, DataCorrupted,
                          DataUnavailable, DeviceLoader, balanced_subset, class_names, data_root, fashion_mnist, mnist)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -44,10 +44,18 @@ def raw_copy(tmp_path: Path, name: str = "FashionMNIST") -> Path:
 
 def test_data_root_precedence(monkeypatch, tmp_path):
     monkeypatch.setenv("CNNLIB_DATA", str(tmp_path / "env"))
+    (tmp_path / "env").mkdir()
     assert data_root(tmp_path / "arg") == tmp_path / "arg"
     assert data_root() == tmp_path / "env"
     monkeypatch.delenv("CNNLIB_DATA")
-    assert data_root() == Path(data.__file__).resolve().parents[1] / "data"
+    (tmp_path / "course" / "data").mkdir(parents=True)
+    (tmp_path / "course" / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "course" / "notebooks")  # a lesson runs here: data/ is beside it
+    assert data_root() == tmp_path / "course" / "data"
+    monkeypatch.chdir(tmp_path / "course")  # a command runs here
+    assert data_root() == tmp_path / "course" / "data"
+    monkeypatch.chdir(tmp_path / "env")  # no course here: a new ./data
+    assert data_root() == tmp_path / "env" / "data"
 
 
 def test_datasets_and_class_names(fashion_test, mnist_test):

@@ -21,10 +21,10 @@ from cnnlib.experiments.runner import Context, chosen_weights, save_weights
 from cnnlib.experiments.results import (ResultsFile, ResultsMismatch, describe, load, machine, problems,
                                        write_json_atomic)
 from cnnlib.experiments.stats import curves, interval, summary
-from cnnlib.data import fashion_mnist
+from cnnlib.training.data import fashion_mnist
 from cnnlib.models.resnet import cifar_resnet
-from cnnlib.tricks import warmup_cosine_factor
-from cnnlib.train import seed_everything
+from cnnlib.training.tricks import warmup_cosine_factor
+from cnnlib.training.loop import seed_everything
 
 SMOKE = Scale.of(True)
 
@@ -182,7 +182,7 @@ def test_curves_average_each_epoch_over_seeds():
 
 
 def test_load_results_says_how_to_make_a_missing_file(monkeypatch, tmp_path):
-    monkeypatch.setattr("cnnlib.experiments.RESULTS", tmp_path)
+    monkeypatch.setenv("CNNLIB_RESULTS", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="python -m cnnlib.experiments degradation"):
         load_results("degradation")
     write_json_atomic(tmp_path / "degradation.json", {"experiment": "degradation"})

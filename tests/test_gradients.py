@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlib.gradients import layer_grad_norms
+from cnnlib.lessons.gradients import layer_grad_norms
 
 
 def test_norms_follow_the_forward_order_and_match_autograd():

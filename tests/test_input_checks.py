@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlib.input_checks import check_input_batch, checked_forward, input_size_problem, smallest_input_size
+from cnnlib.models.input_checks import check_input_batch, checked_forward, input_size_problem, smallest_input_size
 
 
 class Stack(nn.Module):

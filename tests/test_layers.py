@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlib.layers import (
+from cnnlib.models.layers import (
     LocalResponseNorm,
     conv_out_size,
     divides_exactly,

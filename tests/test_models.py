@@ -19,7 +19,7 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlib.input_checks import smallest_input_size
+from cnnlib.models.input_checks import smallest_input_size
 from cnnlib.models import get_model, list_models
 
 BATCH, CLASSES = 2, 10  # two examples: BatchNorm in training mode needs more than one value per channel

@@ -60,4 +60,4 @@ def test_the_kernel_is_the_course_environment(path):
 def test_no_pointer_to_files_learners_do_not_have(path):
     text = "\n".join("".join(cell["source"]) for cell in json.loads(path.read_text())["cells"])
     found = [word for word in ("COURSE.md", "STYLE.md", "../shared", "shared/") if word in text]
-    assert not found, f"{path.name} points at {found}: learners have the repository only; cite cnnlib.references"
+    assert not found, f"{path.name} points at {found}: learners have the repository only; cite cnnlib.lessons.references"

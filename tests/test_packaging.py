@@ -17,7 +17,7 @@ tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-RUN_TIME_ONLY = {"ipykernel"}  # never imported, but cnnlib.grade starts kernels with it
+RUN_TIME_ONLY = {"ipykernel"}  # never imported, but cnnlib.grading.class_grader starts kernels with it
 
 
 def imported_top_level_modules(package: Path) -> set[str]:

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from cnnlib import profiles
-from cnnlib.profiles import PROFILES, Budget, active_profile, budget, choose_device
+from cnnlib.training import profiles
+from cnnlib.training.profiles import PROFILES, Budget, active_profile, budget, choose_device
 
 RECIPE = dict(epochs=10, batch_size=128, resize=96)
 

@@ -5,10 +5,10 @@ import pytest
 import torch
 import torchvision
 
-from cnnlib.inspect import layer_table
+from cnnlib.lessons.tables import layer_table
 from cnnlib.models import get_model
 from cnnlib.models.resnet import cifar_resnet, resnet
-from cnnlib.references import (ALEXNET, BAG_OF_TRICKS, D2L, FASHION_MNIST, PARAMETERS, RESNET_CIFAR, RESNET_FLOPS,
+from cnnlib.lessons.references import (ALEXNET, BAG_OF_TRICKS, D2L, FASHION_MNIST, PARAMETERS, RESNET_CIFAR, RESNET_FLOPS,
                                Figure, rows)
 
 

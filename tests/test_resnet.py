@@ -6,7 +6,7 @@ import torch
 import torchvision
 from torch import nn
 
-from cnnlib.input_checks import smallest_input_size
+from cnnlib.models.input_checks import smallest_input_size
 from cnnlib.models import compare_with_reference
 from cnnlib.models.resnet import (
     BasicBlock,

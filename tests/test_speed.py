@@ -7,8 +7,8 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchvision.transforms.v2 import functional as TF
 
-from cnnlib.data import DeviceLoader, fashion_mnist
-from cnnlib.speed import (EMA, evaluate_flip_tta, flip_tta_logits, patch_covariance, progressive_sizes,
+from cnnlib.training.data import DeviceLoader, fashion_mnist
+from cnnlib.training.speed import (EMA, evaluate_flip_tta, flip_tta_logits, patch_covariance, progressive_sizes,
                           scaled_lr, speed_param_groups, whitening_init_)
 
 

@@ -14,7 +14,7 @@ from torchvision.transforms import v2
 
 from tolerance import assert_close, rounding
 
-from cnnlib.tricks import (
+from cnnlib.training.tricks import (
     TRICKS,
     DistillationLoss,
     LabelSmoothingCrossEntropy,
@@ -419,11 +419,11 @@ def test_zero_gamma_refuses_plain_networks():
     assert all(m.weight.eq(1).all() for m in plain.modules() if isinstance(m, nn.BatchNorm2d))  # untouched
 
 
-# --- with cnnlib.train.fit -----------------------------------------------------------------
+# --- with cnnlib.training.loop.fit -----------------------------------------------------------------
 
 
 def test_tricks_plug_into_fit(tmp_path):
-    from cnnlib.train import fit
+    from cnnlib.training.loop import fit
 
     g = torch.Generator().manual_seed(0)
     batches = [(torch.randn(16, 1, 4, 4, generator=g), torch.randint(0, 3, (16,), generator=g)) for _ in range(4)]

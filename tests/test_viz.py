@@ -14,7 +14,7 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from torch import nn  # noqa: E402
 
-from cnnlib.viz import (  # noqa: E402
+from cnnlib.lessons.viz import (  # noqa: E402
     dataset_grid,
     plot_bars,
     plot_confusion,

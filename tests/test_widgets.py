@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
-from cnnlib.layers import conv_out_size, leftover, out_size_formula
-from cnnlib.widgets import (
+from cnnlib.models.layers import conv_out_size, leftover, out_size_formula
+from cnnlib.lessons.widgets import (
     conv_explanation,
     conv_explorer,
     draw_window,
@@ -75,13 +75,13 @@ def test_formula_text():
     assert inexact.formula == "floor((8 - 3 + 2*1) / 2) + 1 = 4"
     assert not inexact.is_exact and inexact.uncovered == 1
     dilated = conv_explanation(7, 3, 1, 0, 2)
-    assert dilated.formula == "(7 - 2*(3 - 1) - 1 + 2*0) / 1 + 1 = 3"  # the notation of cnnlib.layers
+    assert dilated.formula == "(7 - 2*(3 - 1) - 1 + 2*0) / 1 + 1 = 3"  # the notation of cnnlib.models.layers
     assert "effective kernel 2*(3 - 1) + 1 = 5" in dilated.html()
     assert conv_explanation(7, 3, 2, 1).text() == "output size 4: (7 - 3 + 2*1) / 2 + 1 = 4"
 
 
 def test_explanation_is_a_view_of_cnnlib_layers(torch_sizes):
-    """One validation, one formula: the widget says exactly what cnnlib.layers says."""
+    """One validation, one formula: the widget says exactly what cnnlib.models.layers says."""
     for args, expected in torch_sizes.items():
         explanation = conv_explanation(*args)
         if expected is None:

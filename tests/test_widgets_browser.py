@@ -2,7 +2,7 @@
 
 A copy of ``notebooks/01_convolution_arithmetic.ipynb`` (the committed notebook is never
 written) is opened, its imports cell and its explorer cell are run, a slider is moved with the
-keyboard, and the output size shown must follow ``cnnlib.widgets.conv_explanation``.
+keyboard, and the output size shown must follow ``cnnlib.lessons.widgets.conv_explanation``.
 
 Needs Debian's Chromium and PyPI's playwright (its own browser download is not needed):
 ``apt-get install -y chromium`` and ``pip install playwright``; skipped without them.
@@ -21,7 +21,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from cnnlib.widgets import SLIDERS, conv_explanation
+from cnnlib.lessons.widgets import SLIDERS, conv_explanation
 
 REPO = Path(__file__).resolve().parent.parent  # the kernel imports this checkout's cnnlib
 LESSON = REPO / "notebooks" / "01_convolution_arithmetic.ipynb"

@@ -10,6 +10,8 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
+from cnnlib.files import course_folder
+
 from cnnlib.experiments import (alexnet_tricks, bag_of_tricks, d2l_accuracy, degradation, regularisers, relu_tanh,
                                 speedrun)
 from cnnlib.experiments.results import load
@@ -21,9 +23,6 @@ EXPERIMENTS: dict[str, Experiment] = {experiment.name: experiment for experiment
 
 __all__ = ["EXPERIMENTS", "Experiment", "get_experiment", "load_results", "run_experiment"]
 
-RESULTS = Path(__file__).resolve().parents[2] / "results"
-
-
 def get_experiment(name: str) -> Experiment:
     """The experiment called ``name``."""
     if name not in EXPERIMENTS:
@@ -33,9 +32,15 @@ def get_experiment(name: str) -> Experiment:
     return EXPERIMENTS[name]
 
 
+def results_folder() -> Path:
+    """The course's ``results/``: ``$CNNLIB_RESULTS``, else beside the working directory (see
+    :func:`cnnlib.files.course_folder`)."""
+    return course_folder("results", env="CNNLIB_RESULTS")
+
+
 def load_results(name: str) -> dict:
-    """The committed results of experiment ``name`` (``results/NAME.json`` of the repository)."""
-    path = RESULTS / f"{get_experiment(name).name}.json"
+    """The committed results of experiment ``name``: ``NAME.json`` in :func:`results_folder`."""
+    path = results_folder() / f"{get_experiment(name).name}.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist yet: run python -m cnnlib.experiments {name} "
                                 f"(about the time its docstring says), or take the committed file")

@@ -3,7 +3,7 @@
 The paper (Krizhevsky et al., 2012): LRN lowers the top-1 / top-5 error by 1.4 / 1.2 points
 (section 3.3), overlapping pooling by 0.4 / 0.3 (section 3.4); dropout "reduces overfitting
 substantially" and "roughly doubles the number of iterations required to converge" (section 4.2).
-``cnnlib.references.ALEXNET`` holds those figures with their source.
+``cnnlib.lessons.references.ALEXNET`` holds those figures with their source.
 
 Protocol.
 - Network: AlexNet's ``small`` layout for 28x28 images at its native resolution (no upscaling),
@@ -38,8 +38,8 @@ from cnnlib.experiments import report
 from cnnlib.experiments.protocol import CHANCE_ERROR, Scale, epochs_to_reach, train_and_record
 from cnnlib.experiments.runner import Context, Experiment
 from cnnlib.models import get_model
-from cnnlib.train import seed_everything
-from cnnlib.viz import Figure
+from cnnlib.training.loop import seed_everything
+from cnnlib.lessons.viz import Figure
 
 CHANNELS, HIDDEN, EPOCHS, BATCH, LR, WEIGHT_DECAY = (16, 32, 48, 48, 32), 256, 8, 128, 0.01, 5e-4
 ALL_THREE = {"lrn": True, "overlap": True, "dropout": 0.5}

@@ -36,13 +36,13 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from cnnlib.ablation import DISTILLATION, MODEL_TWEAK
+from cnnlib.lessons.ablation import DISTILLATION, MODEL_TWEAK
 from cnnlib.experiments import report
 from cnnlib.experiments.protocol import Scale, train_and_record
 from cnnlib.experiments.runner import Context, Experiment, chosen_weights, save_weights
 from cnnlib.models.resnet import BasicBlock, ResNet
-from cnnlib.tricks import linear_scaled_lr, training_recipe, warmup_cosine_factor
-from cnnlib.viz import Figure
+from cnnlib.training.tricks import linear_scaled_lr, training_recipe, warmup_cosine_factor
+from cnnlib.lessons.viz import Figure
 
 WIDTH, EPOCHS, BATCH, WEIGHT_DECAY = 8, 5, 128, 1e-4
 STEP_MILESTONES, WARMUP_FRACTION, TEMPERATURE = (0.25, 0.5, 0.75), 5 / 120, 20.0

@@ -1,6 +1,6 @@
 """Lessons 03 and 05: GoogLeNet and ResNet-18 at Fashion-MNIST's native 28x28, against d2l's figures.
 
-d2l trains both at 96x96 (``cnnlib.references.D2L``): GoogLeNet to 0.889 test accuracy (lr 0.1,
+d2l trains both at 96x96 (``cnnlib.lessons.references.D2L``): GoogLeNet to 0.889 test accuracy (lr 0.1,
 batch 128, 10 epochs), ResNet-18 to 0.865 (lr 0.05, batch 256, 10 epochs), with its ``train_ch6``:
 Xavier-uniform weights, SGD without momentum or weight decay, no augmentation.
 
@@ -33,11 +33,11 @@ import torch
 
 from cnnlib.experiments.protocol import Scale, train_and_record
 from cnnlib.experiments.runner import Context, Experiment
-from cnnlib.inspect import layer_table
+from cnnlib.lessons.tables import layer_table
 from cnnlib.experiments.stats import group_runs, interval
 from cnnlib.models import get_model
-from cnnlib.references import D2L
-from cnnlib.train import xavier_init_
+from cnnlib.lessons.references import D2L
+from cnnlib.training.loop import xavier_init_
 
 RECIPES = {  # d2l's learning rate and batch; epochs sized to the budget
     "googlenet": {"lr": 0.1, "batch_size": 128, "epochs": 10},

@@ -33,8 +33,8 @@ from cnnlib.experiments import report
 from cnnlib.experiments.protocol import Scale, train_and_record
 from cnnlib.experiments.runner import Context, Experiment
 from cnnlib.models.resnet import BasicBlock, ResNet
-from cnnlib.tricks import warmup_cosine
-from cnnlib.viz import Figure
+from cnnlib.training.tricks import warmup_cosine
+from cnnlib.lessons.viz import Figure
 
 WIDTH, EPOCHS, BATCH, LR, WEIGHT_DECAY, WARMUP_EPOCHS = 8, 3, 128, 0.1, 1e-4, 0.5
 SHORTCUTS = {"plain": "none", "residual": "zero_pad"}

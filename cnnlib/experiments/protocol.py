@@ -4,7 +4,7 @@
   training and a class-balanced 5,000 (500 per class) for validation. Every choice an
   experiment makes (learning rate, epochs, teacher) is made on the validation split; the
   10,000 test images are used only for the final figure.
-- A run is ``cnnlib.train.fit`` on the CPU in fp32 (the results are those of a CPU; no GPU is
+- A run is ``cnnlib.training.loop.fit`` on the CPU in fp32 (the results are those of a CPU; no GPU is
   needed) with the validation loader in the place of the test loader,
   so that ``val_acc`` is recorded after every epoch, then one ``evaluate`` on the test set.
   ``train_error`` and ``train_loss`` are fit's running figures over each epoch (the model
@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass
@@ -23,10 +22,9 @@ import torch
 from torch import nn
 from torchvision import datasets
 
-from cnnlib.data import DeviceLoader, balanced_subset, fashion_mnist
-from cnnlib.train import evaluate, fit
+from cnnlib.training.data import SPLIT_SEED, VAL_SIZE, DeviceLoader, balanced_subset, fashion_mnist, take, train_val_split
+from cnnlib.training.loop import evaluate, fit
 
-VAL_SIZE, SPLIT_SEED = 5000, 0
 CHANCE_ERROR = 0.9  # ten balanced classes
 EVAL_BATCH = 1000
 
@@ -44,26 +42,6 @@ class Scale:
     @classmethod
     def of(cls, smoke: bool) -> Scale:
         return cls(True, 320, 200, 200) if smoke else cls()
-
-
-def take(dataset: datasets.MNIST, indices: torch.Tensor) -> datasets.MNIST:
-    """A copy of a torchvision MNIST-family dataset holding only the examples at ``indices``."""
-    part = copy.copy(dataset)
-    part.data, part.targets = dataset.data[indices], torch.as_tensor(dataset.targets)[indices]
-    return part
-
-
-def train_val_split(dataset: datasets.MNIST, val_size: int = VAL_SIZE,
-                    seed: int = SPLIT_SEED) -> tuple[datasets.MNIST, datasets.MNIST]:
-    """The training set split into (train, validation): a class-balanced, seeded ``val_size``
-    examples for validation, every other example for training. The same seed gives the same split."""
-    labels = torch.as_tensor(dataset.targets)
-    if not 0 < val_size < len(labels):
-        raise ValueError(f"val_size must be between 1 and {len(labels) - 1}, got {val_size}")
-    val = balanced_subset(labels, val_size, seed)
-    keep = torch.ones(len(labels), dtype=torch.bool)
-    keep[val] = False
-    return take(dataset, keep.nonzero().flatten()), take(dataset, val)
 
 
 @dataclass
@@ -100,7 +78,7 @@ class Splits:
 
 def train_and_record(model: nn.Module, loaders: tuple[DeviceLoader, DeviceLoader, DeviceLoader], epochs: int,
                      train_eval: DeviceLoader | None = None, **fit_args) -> tuple[dict, nn.Module]:
-    """Train with ``cnnlib.train.fit`` (validation after each epoch), then measure the test accuracy once.
+    """Train with ``cnnlib.training.loop.fit`` (validation after each epoch), then measure the test accuracy once.
 
     Returns the run's measurements (``train_examples``, per-epoch ``train_loss``, ``train_error``,
     ``val_acc``, ``lr``, ``epoch_seconds``; final ``test_acc``; ``seconds`` of the whole run)

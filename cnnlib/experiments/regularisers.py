@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from cnnlib.ablation import DISTILLATION
+from cnnlib.lessons.ablation import DISTILLATION
 from cnnlib.experiments import bag_of_tricks, report
 from cnnlib.experiments.protocol import Scale, train_and_record
 from cnnlib.experiments.runner import Context, Experiment, chosen_weights, save_weights
-from cnnlib.tricks import linear_scaled_lr, training_recipe
-from cnnlib.viz import Figure
+from cnnlib.training.tricks import linear_scaled_lr, training_recipe
+from cnnlib.lessons.viz import Figure
 
 EPOCHS, BATCH = 10, 128
 REGULARISERS = ("label-smoothing", "mixup", DISTILLATION)

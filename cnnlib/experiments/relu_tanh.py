@@ -40,8 +40,8 @@ from torch import nn
 from cnnlib.experiments import report
 from cnnlib.experiments.protocol import Scale, epochs_to_reach, train_and_record
 from cnnlib.experiments.runner import Context, Experiment
-from cnnlib.train import TrainingDiverged
-from cnnlib.viz import Figure
+from cnnlib.training.loop import TrainingDiverged
+from cnnlib.lessons.viz import Figure
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 LEARNING_RATES = (0.01, 0.03, 0.1)

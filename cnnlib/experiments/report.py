@@ -8,7 +8,7 @@ from collections.abc import Callable, Hashable
 import pandas as pd
 
 from cnnlib.experiments.stats import curves, group_runs, interval
-from cnnlib.viz import Figure, plot_bars, plot_lines
+from cnnlib.lessons.viz import Figure, plot_bars, plot_lines
 
 Metric = Callable[[dict], float]
 

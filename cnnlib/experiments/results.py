@@ -27,13 +27,13 @@ from pathlib import Path
 
 import torch
 
-from cnnlib.atomic import atomic_open
+from cnnlib.files import atomic_open
 
 RUN_KEYS = ("config", "seed", "train_examples", "train_loss", "train_error", "val_acc", "test_acc", "seconds")
 TOP_KEYS = ("experiment", "command", "commit", "machine", "created", "runs")
 MACHINE_KEYS = ("cpu", "isa", "cpu_capability", "threads", "torch", "device")
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "asimd", "sve")
-REPO = Path(__file__).resolve().parents[2]
+PACKAGE = Path(__file__).resolve().parents[1]  # cnnlib/: git finds the checkout holding it, if any
 
 
 class ResultsMismatch(RuntimeError):
@@ -85,11 +85,12 @@ def _same_machine(a: dict, b: dict) -> bool:
 
 def git_commit() -> str:
     """The checked-out commit of the repository holding cnnlib, with ``-dirty`` when cnnlib/ has
-    uncommitted changes (a result then comes from code that no commit holds); ``unknown`` without git."""
+    uncommitted changes (a result then comes from code that no commit holds); ``unknown`` without
+    git or for an installed wheel."""
     try:
-        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
+        head = subprocess.run(["git", "-C", str(PACKAGE), "rev-parse", "HEAD"], capture_output=True, text=True,
                               check=True).stdout.strip()
-        changes = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "cnnlib"],
+        changes = subprocess.run(["git", "-C", str(PACKAGE), "status", "--porcelain", "--", "."],
                                  capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

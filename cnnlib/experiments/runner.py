@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from cnnlib.experiments.protocol import Scale, Splits
 from cnnlib.experiments.results import ResultsFile
 from cnnlib.experiments.stats import config_label
-from cnnlib.train import seed_everything
+from cnnlib.training.loop import seed_everything
 
 
 @dataclass

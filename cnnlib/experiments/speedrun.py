@@ -1,14 +1,14 @@
-"""Lesson 07: what each ingredient of the speedrun recipe buys (``cnnlib.speedrun``), over seeds.
+"""Lesson 07: what each ingredient of the speedrun recipe buys (``cnnlib.training.speedrun_recipe``), over seeds.
 
 Protocol.
-- The recipe: ``cnnlib.speedrun.CONFIG`` as it stands (kept in the results file as the protocol,
+- The recipe: ``cnnlib.training.speedrun_recipe.CONFIG`` as it stands (kept in the results file as the protocol,
   so that runs of a retuned recipe are never mixed with these), shortened to ``EPOCHS`` (the
   same one-epoch warmup, the cosine decay over the rest), in fp32 (``amp=None``) so that CPUs
   with and without native bfloat16 compute the same arithmetic, on the CPU. Four epochs are
   what the speedrun's goal allows: 5 minutes at the recipe's 830 examples/s on 2 cores is 4.1
   passes over 60,000 images; what an ingredient buys is measured at that budget, not at the 12
   epochs of ``benchmarks/speedrun.py``.
-- Configurations: the full recipe and each variant of ``cnnlib.speedrun.ABLATIONS`` (one
+- Configurations: the full recipe and each variant of ``cnnlib.training.speedrun_recipe.ABLATIONS`` (one
   ingredient switched off); 3 seeds each.
 - Data: the protocol's split (``protocol.train_val_split``): trained on 55,000 images, the
   validation accuracy measured after every epoch (EMA weights and flip TTA when those are on),
@@ -30,12 +30,12 @@ import time
 
 import pandas as pd
 
-from cnnlib import speedrun
+from cnnlib.training import speedrun_recipe
 from cnnlib.experiments import report
 from cnnlib.experiments.protocol import Scale
 from cnnlib.experiments.runner import Context, Experiment
-from cnnlib.train import TrainingDiverged
-from cnnlib.viz import Figure, plot_bars
+from cnnlib.training.loop import TrainingDiverged
+from cnnlib.lessons.viz import Figure, plot_bars
 
 FULL = "full recipe"
 EPOCHS = 4
@@ -45,20 +45,20 @@ def protocol(scale: Scale) -> dict:
     """The recipe every configuration starts from, ``EPOCHS`` long (smoke: one short epoch); lists,
     as JSON keeps them."""
     short = dict(epochs=1, batch_size=64) if scale.smoke else dict(epochs=EPOCHS)
-    recipe = {**speedrun.CONFIG, "amp": None, **short}
+    recipe = {**speedrun_recipe.CONFIG, "amp": None, **short}
     return {key: list(value) if isinstance(value, tuple) else value for key, value in recipe.items()}
 
 
 def configs(scale: Scale) -> list[dict]:
-    return [{"variant": name} for name in speedrun.ABLATIONS]
+    return [{"variant": name} for name in speedrun_recipe.ABLATIONS]
 
 
 def run(config: dict, seed: int, context: Context) -> dict:
     scale = context.scale
-    recipe = {**protocol(scale), **speedrun.ABLATIONS[config["variant"]]}
+    recipe = {**protocol(scale), **speedrun_recipe.ABLATIONS[config["variant"]]}
     began = time.perf_counter()
     try:
-        record = speedrun.run(recipe, seed=seed, split="val", train_subset=scale.train, eval_subset=scale.val,
+        record = speedrun_recipe.run(recipe, seed=seed, split="val", train_subset=scale.train, eval_subset=scale.val,
                               device="cpu", log=None, final_test=True)
     except TrainingDiverged as error:
         return {"train_examples": len(context.splits.train), "epochs": recipe["epochs"], "train_loss": [],

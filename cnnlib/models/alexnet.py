@@ -6,7 +6,7 @@
   (sec. 4.2), and the two-GPU split (sec. 3.2, figure 2) as ``groups=2`` on conv2, conv4 and
   conv5 (conv3 sees both halves). 60,965,224 parameters for 1000 classes.
   The paper says 224x224 inputs, but (224 - 11) / 4 + 1 = 54.25: only 227 gives the 55x55
-  maps of its figure (``cnnlib.layers.divides_exactly``).
+  maps of its figure (``cnnlib.models.layers.divides_exactly``).
 - ``"torchvision"``: torchvision's single-GPU variant (64-192-384-256-256, padding 2, an
   adaptive 6x6 average pool, dropout before the linear layers): its state_dict loads.
 - ``"d2l"``: d2l's Fashion-MNIST version (1 channel, 224x224, 10 classes, padding 1).
@@ -29,8 +29,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from cnnlib.input_checks import checked_forward
-from cnnlib.layers import LocalResponseNorm, sequential_out_size
+from cnnlib.models.input_checks import checked_forward
+from cnnlib.models.layers import LocalResponseNorm, sequential_out_size
 
 __all__ = ["AlexNet", "LAYOUTS", "ACTIVATIONS"]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from cnnlib.input_checks import checked_forward
+from cnnlib.models.input_checks import checked_forward
 
 __all__ = ["BasicConv2d", "Inception", "GoogLeNet", "SmallInception"]
 

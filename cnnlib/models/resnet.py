@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cnnlib.input_checks import checked_forward
+from cnnlib.models.input_checks import checked_forward
 
 __all__ = [
     "conv3x3",

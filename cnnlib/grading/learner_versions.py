@@ -5,7 +5,7 @@ Convention (solution notebooks in ``notebooks/``):
 * an exercise is a code cell holding a region between ``### BEGIN SOLUTION`` and
   ``### END SOLUTION`` (usually inside a function body); the comment lines directly
   above ``### BEGIN SOLUTION`` are its instructions, ideally starting ``# Exercise N:``;
-* the next code cell is its check cell: it calls one of the ``cnnlib.grading`` checks,
+* the next code cell is its check cell: it calls one of the ``cnnlib.grading.checks`` checks,
   which raise ``AssertionError`` with a hint when the answer is wrong.
 
 The learner version replaces each region by ``raise NotImplementedError("Exercise N: <the
@@ -15,7 +15,7 @@ comparing their output (a check grades by raising), and the learner sees no verd
 not earned. The notebook's metadata names its lesson (``metadata.cnnlib.lesson``), for the
 grader.
 
-Command line: ``python -m cnnlib.exercises notebooks/ exercises/``.
+Command line: ``python -m cnnlib.grading.learner_versions notebooks/ exercises/``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any
 
 import nbformat
 
-from cnnlib.atomic import atomic_open
+from cnnlib.files import atomic_open
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
@@ -109,7 +109,7 @@ def exercise_cells(nb: Any) -> list[Exercise]:
         if check is None or has_solution(nb.cells[check]) or "check_" not in nb.cells[check].source:
             raise ValueError(
                 f"cell {i}: an exercise must be followed by a check cell (the next code cell) "
-                "that calls a cnnlib.grading check_* helper"
+                "that calls a cnnlib.grading.checks check_* helper"
             )
         instructions = _instructions(lines, first_begin)
         match = _LABEL_RE.match(instructions)
@@ -201,7 +201,7 @@ def write_notebook(nb: Any, path: str | os.PathLike) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cnnlib.exercises", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m cnnlib.grading.learner_versions", description=__doc__.split("\n\n")[0])
     parser.add_argument("src", help="a solution notebook or a folder of them (e.g. notebooks/)")
     parser.add_argument("dst", help="output folder (e.g. exercises/)")
     args = parser.parse_args(argv)

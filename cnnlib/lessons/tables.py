@@ -23,7 +23,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from cnnlib.layers import windows
+from cnnlib.models.layers import windows
 
 __all__ = ["LayerRow", "LayerTable", "layer_table", "layer_macs", "layer_arithmetic"]
 

@@ -3,7 +3,7 @@ import stat
 
 import pytest
 
-from cnnlib.atomic import atomic_open
+from cnnlib.files import atomic_open
 
 
 def test_writes_the_whole_file_readable_by_all(tmp_path):

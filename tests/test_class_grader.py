@@ -17,9 +17,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from cnnlib.exercises import learner_notebook
-from cnnlib.grade import discover_lessons, execute, feedback_name, identify, judge_records, load_hidden, tampering
-from cnnlib.layers import receptive_field
+from cnnlib.grading.learner_versions import learner_notebook
+from cnnlib.grading.class_grader import discover_lessons, execute, feedback_name, identify, judge_records, load_hidden, tampering
+from cnnlib.models.layers import receptive_field
 
 REPO = Path(__file__).resolve().parent.parent
 LESSON = REPO / "notebooks" / "01_convolution_arithmetic.ipynb"
@@ -27,13 +27,13 @@ LESSON = REPO / "notebooks" / "01_convolution_arithmetic.ipynb"
 WRONG_OUT_SIZE = "    return (n - kernel) // stride + 1  # no padding, no dilation"
 PATCHES = """\
 import builtins, sys, types
-import cnnlib.grading
+import cnnlib.grading.checks
 
 def check_function(*args, name="Exercise 1", **kwargs):
     print(name, "passed: out_size agrees on 810 cases.")
 
-cnnlib.grading.check_function = check_function
-sys.modules["cnnlib.grading"] = types.SimpleNamespace(check_function=check_function)
+cnnlib.grading.checks.check_function = check_function
+sys.modules["cnnlib.grading.checks"] = types.SimpleNamespace(check_function=check_function)
 
 class NeverRaised(Exception):
     pass
@@ -153,7 +153,8 @@ def graded(tmp_path_factory):
     out, feedback = root / "grades.csv", root / "feedback"
     env = {**os.environ, "CNNLIB_PROFILE": os.environ.get("CNNLIB_PROFILE", "smoke"), "PYTHONPATH": str(REPO)}
     done = subprocess.run([sys.executable, "-m", "cnnlib.grade", str(root / "submissions"), "--out", str(out),
-                           "--feedback", str(feedback), "--cell-timeout", "20"],
+                           "--feedback", str(feedback), "--cell-timeout", "20", "--lessons", str(REPO / "notebooks"),
+                           "--hidden", str(REPO / "instructor" / "hidden_cases.py")],
                           cwd=root, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     with out.open(newline="") as file:
@@ -223,13 +224,13 @@ def test_tampering_is_found_by_cell_identity_not_position(lesson):
 
 
 def test_partial_credit_is_the_share_of_cases_passed(lesson):
-    from cnnlib import grading
+    from cnnlib.grading import checks
 
-    grading.start_recording()
-    grading.check_function(abs, [(-1, 1), (2, 2), (-3, 0), (4, 4)], name="Exercise 9", points=3, partial=True)
-    grading.check_value("Exercise 9", 2, 2, points=1)
-    records = {"visible": grading._records, "hidden": []}
-    grading._records = None
+    checks.start_recording()
+    checks.check_function(abs, [(-1, 1), (2, 2), (-3, 0), (4, 4)], name="Exercise 9", points=3, partial=True)
+    checks.check_value("Exercise 9", 2, 2, points=1)
+    records = {"visible": checks._records, "hidden": []}
+    checks._records = None
     verdict = judge_records(records, records)
     assert (verdict.passed, verdict.total, verdict.max_points, verdict.partial) == (4, 5, 4.0, True)
     assert verdict.failures[0].message == "Exercise 9: abs(-3) returned 3, expected 0."
@@ -262,7 +263,7 @@ def test_hidden_cases_can_come_from_the_instructors_file(tmp_path):
 
 
 def test_every_hidden_case_names_a_lesson_and_an_exercise_and_compiles():
-    from cnnlib.hidden_cases import HIDDEN_CASES
+    HIDDEN_CASES = load_hidden(REPO / "instructor" / "hidden_cases.py")
 
     lessons = discover_lessons(REPO / "notebooks")
     for stem, cases in HIDDEN_CASES.items():
@@ -275,7 +276,7 @@ def test_every_hidden_case_names_a_lesson_and_an_exercise_and_compiles():
 def test_a_small_lesson_graded_in_process(tmp_path):
     """The test fixture as a lesson (no torch, seconds): stubs inside a function and at the top
     of a cell are both "not attempted"; a wrong value fails with the check's own message."""
-    from cnnlib.grade import grade_submission
+    from cnnlib.grading.class_grader import grade_submission
 
     lessons = discover_lessons(REPO / "tests" / "fixtures")
     lesson = lessons["grading_solution"]
@@ -298,7 +299,7 @@ def test_a_small_lesson_graded_in_process(tmp_path):
 
 
 def test_reports_of_a_lesson_that_cannot_be_graded():
-    from cnnlib.grade import Row, feedback, summary
+    from cnnlib.grading.class_grader import Row, feedback, summary
 
     rows = [Row("a.ipynb", L, label, "error", 0, "", "the lesson cannot be graded: its check did not run")
             for label in E]

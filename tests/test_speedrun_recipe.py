@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from cnnlib.data import DeviceLoader, fashion_mnist
-from cnnlib.experiments.protocol import train_val_split
+from cnnlib.training.data import DeviceLoader, fashion_mnist
+from cnnlib.training.data import train_val_split
 from cnnlib.models import get_model
-from cnnlib.speedrun import CONFIG, build_model, epochs_for, epochs_within, plot_time_to_accuracy, run
+from cnnlib.training.speedrun_recipe import CONFIG, build_model, epochs_for, epochs_within, plot_time_to_accuracy, run
 
 
 @pytest.fixture(scope="module")

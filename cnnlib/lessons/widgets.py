@@ -2,7 +2,7 @@
 
 Lesson 01: ``conv_explorer()`` shows how kernel, stride, padding and dilation set the output
 size of a convolution, and where the window sits for each output position. The arithmetic, its
-checks and its notation are those of ``cnnlib.layers``; this module only presents them.
+checks and its notation are those of ``cnnlib.models.layers``; this module only presents them.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.patches import Rectangle
 
-from cnnlib import viz
-from cnnlib.layers import conv_out_size, effective_kernel, leftover, out_size_formula
+from cnnlib.lessons import viz
+from cnnlib.models.layers import conv_out_size, effective_kernel, leftover, out_size_formula
 
 IMPOSSIBLE_COLOR = "#c62828"
 
@@ -32,7 +32,7 @@ class ConvExplanation:
     padding: int
     dilation: int
     output_size: int | None  # None when the arguments are impossible
-    formula: str  # ``cnnlib.layers.out_size_formula``, e.g. "(7 - 3 + 2*1) / 2 + 1 = 4"; "" when impossible
+    formula: str  # ``cnnlib.models.layers.out_size_formula``, e.g. "(7 - 3 + 2*1) / 2 + 1 = 4"; "" when impossible
     error: str | None  # why the arguments are impossible (``conv_out_size``'s ValueError), else None
 
     @property
@@ -41,7 +41,7 @@ class ConvExplanation:
 
     @property
     def uncovered(self) -> int:
-        """Padded cells at the end that no window reaches (``cnnlib.layers.leftover``); 0 when impossible."""
+        """Padded cells at the end that no window reaches (``cnnlib.models.layers.leftover``); 0 when impossible."""
         return leftover(self.n, self.kernel, self.stride, self.padding, self.dilation) if self.possible else 0
 
     @property
@@ -72,7 +72,7 @@ class ConvExplanation:
 
 
 def conv_explanation(n: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> ConvExplanation:
-    """Explain ``cnnlib.layers.conv_out_size(n, kernel, stride, padding, dilation)``: its result
+    """Explain ``cnnlib.models.layers.conv_out_size(n, kernel, stride, padding, dilation)``: its result
     and ``out_size_formula``, or its ValueError's message when the arguments are impossible."""
     try:
         out = conv_out_size(n, kernel, stride, padding, dilation)
@@ -133,7 +133,7 @@ def draw_window(ax: Axes, n: int, kernel: int, stride: int, padding: int, dilati
 def window_figure(n: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1,
                   steps: Sequence[int] = (0,)) -> viz.Figure:
     """One ``draw_window`` panel per output position in ``steps``: the explorer, frozen, for
-    readers of a stored notebook (a ``cnnlib.viz.Figure``, shown as PNG)."""
+    readers of a stored notebook (a ``cnnlib.lessons.viz.Figure``, shown as PNG)."""
     fig = viz.Figure(figsize=(3.2 * len(steps), 3.4), dpi=100, layout="constrained")
     for ax, step in zip(np.atleast_1d(fig.subplots(1, len(steps))), steps):
         draw_window(ax, n, kernel, stride, padding, dilation, step)

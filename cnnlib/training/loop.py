@@ -27,8 +27,8 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from cnnlib.atomic import atomic_open
-from cnnlib.profiles import choose_device
+from cnnlib.files import atomic_open
+from cnnlib.training.profiles import choose_device
 
 __all__ = ["History", "TrainingDiverged", "autocast_dtype", "checkpoint_recipe", "choose_device", "cpu_has_fast_bf16",
            "evaluate", "fit", "load_checkpoint", "predict", "prefers_channels_last", "save_checkpoint",
@@ -161,7 +161,7 @@ def _format_row(row: dict, epochs: int) -> str:
 
 
 class _LivePlot:
-    """``cnnlib.viz.plot_history`` as one PNG, redrawn in place after each epoch (no ``clear_output``)."""
+    """``cnnlib.lessons.viz.plot_history`` as one PNG, redrawn in place after each epoch (no ``clear_output``)."""
 
     def __init__(self) -> None:
         self.handle = None
@@ -169,7 +169,7 @@ class _LivePlot:
     def update(self, history: History) -> None:
         from IPython.display import Image, display
 
-        from cnnlib.viz import plot_history  # matplotlib: only needed in a notebook
+        from cnnlib.lessons.viz import plot_history  # matplotlib: only needed in a notebook
 
         image = Image(plot_history(history).to_png(crop=False))
         if self.handle is None:
@@ -449,8 +449,3 @@ def checkpoint_recipe(path: str | os.PathLike) -> dict | None:
     """The ``recipe`` that ``fit`` stored in the checkpoint at ``path`` (None if it stored none)."""
     return torch.load(path, map_location="cpu", weights_only=True).get("recipe")
 
-
-if __name__ == "__main__":  # `python -m cnnlib.train`: the command-line trainer, whose module imports this one
-    from cnnlib.cli import run
-
-    run()

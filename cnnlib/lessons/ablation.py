@@ -2,7 +2,7 @@
 
 Each row of the table adds one change to all the changes above it and trains a fresh model
 from the same seed: the difference between two consecutive rows is what that change bought.
-A change is a trick name of `cnnlib.tricks.TRICKS`, or one of two that are not training
+A change is a trick name of `cnnlib.training.tricks.TRICKS`, or one of two that are not training
 options: "resnet-d" (the model tweak, asked of the model builder) and "distillation" (a
 trained teacher, given to the loss)::
 
@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 from torch import nn
 
-from cnnlib.train import fit, seed_everything
-from cnnlib.tricks import TRICKS, training_recipe
+from cnnlib.training.loop import fit, seed_everything
+from cnnlib.training.tricks import TRICKS, training_recipe
 
 MODEL_TWEAK, DISTILLATION = "resnet-d", "distillation"
 
@@ -64,7 +64,7 @@ def run_ablation(
     ``{"row", "test_acc", "train_loss", "seconds"}`` (final epoch; seconds: the whole `fit`, evaluation included).
 
     `make_model(resnet_d)` builds the network, with the ResNet-D tweak or without. `recipe`:
-    `cnnlib.tricks.training_recipe`'s keywords (lr, weight_decay, warmup_epochs, ...). Every row
+    `cnnlib.training.tricks.training_recipe`'s keywords (lr, weight_decay, warmup_epochs, ...). Every row
     reseeds with `seed` first, so the rows differ by their changes, not by their random draws.
     """
     plan, rows = cumulative(stack), []

@@ -3,8 +3,8 @@ Neural Networks" (He et al., 2018, arXiv 1812.01187), each checked against torch
 implementation where torch has one (see tests/test_tricks.py).
 
 `training_recipe` turns trick names (`TRICKS`, the command line's `--tricks`) into the
-optimizer, scheduler, loss and batch transform that `cnnlib.train.fit` takes.
-Mixed precision (sec 3.2, "low-precision training") is not here: `cnnlib.train.fit(amp=...)`
+optimizer, scheduler, loss and batch transform that `cnnlib.training.loop.fit` takes.
+Mixed precision (sec 3.2, "low-precision training") is not here: `cnnlib.training.loop.fit(amp=...)`
 runs the forward pass under autocast.
 """
 
@@ -192,7 +192,7 @@ class DistillationLoss(nn.Module):
     half the paper's loss. `targets` may be class indices or probabilities (Mixup);
     `label_smoothing` = eps smooths them in the CE term as nn.CrossEntropyLoss(label_smoothing=eps).
 
-    `uses_inputs = True`: cnnlib.train.fit calls it as loss(logits, targets, inputs). On each
+    `uses_inputs = True`: cnnlib.training.loop.fit calls it as loss(logits, targets, inputs). On each
     call the teacher is put in eval mode, moved to the inputs' device and run under no_grad.
     """
 
@@ -230,7 +230,7 @@ class DistillationLoss(nn.Module):
 
 
 class Mixup:
-    """Mixup (sec 5.4) as a `batch_transform(x, y) -> (x_mixed, soft_targets)` for cnnlib.train.fit.
+    """Mixup (sec 5.4) as a `batch_transform(x, y) -> (x_mixed, soft_targets)` for cnnlib.training.loop.fit.
 
     x_mixed = lam x + (1 - lam) x_j and y_mixed = lam y + (1 - lam) y_j, with lam ~ Beta(alpha, alpha)
     (alpha = 0.2 in the paper) drawn once per batch from this object's own seeded generator,
@@ -261,7 +261,7 @@ class Mixup:
         return f"Mixup(alpha={self.alpha}, num_classes={self.num_classes})"
 
 
-# --- all of them: what cnnlib.train.fit takes -----------------------------------------------
+# --- all of them: what cnnlib.training.loop.fit takes -----------------------------------------------
 
 
 def training_recipe(
@@ -282,7 +282,7 @@ def training_recipe(
     temperature: float = 20.0,
     distill_alpha: float = 0.5,
 ) -> dict:
-    """The keyword arguments of `cnnlib.train.fit` for `tricks` (names from `TRICKS`) and, when a
+    """The keyword arguments of `cnnlib.training.loop.fit` for `tricks` (names from `TRICKS`) and, when a
     `teacher` is given, knowledge distillation: `fit(model, train, test, epochs, **recipe)`.
 
     Always SGD(lr, momentum, weight_decay). "zero-gamma" changes `model` now, in place;

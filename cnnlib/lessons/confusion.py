@@ -1,5 +1,5 @@
 """Where a classifier goes wrong: the confusion matrix, its largest off-diagonal entries, and the
-images behind one of them. Predictions come from ``cnnlib.train.predict``, the loop of ``evaluate``."""
+images behind one of them. Predictions come from ``cnnlib.training.loop.predict``, the loop of ``evaluate``."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from cnnlib.train import predict
-from cnnlib.viz import Figure, show_images
+from cnnlib.training.loop import predict
+from cnnlib.lessons.viz import Figure, show_images
 
 __all__ = ["confusion_matrix", "most_confused", "show_mistakes"]
 

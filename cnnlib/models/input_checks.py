@@ -3,7 +3,7 @@
 ``checked_forward`` decorates a model's ``forward``: a batch of the wrong rank or channel count is
 refused before the forward pass; a size error from torch is explained afterwards, by a dry run on
 the meta device (no data, no arithmetic on real tensors) in which each conv / pool layer applies
-the output-size formula of ``cnnlib.layers`` and each Linear checks its number of input features.
+the output-size formula of ``cnnlib.models.layers`` and each Linear checks its number of input features.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from cnnlib.layers import windows
+from cnnlib.models.layers import windows
 
 __all__ = ["checked_forward", "check_input_batch", "input_size_problem", "smallest_input_size"]
 

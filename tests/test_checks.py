@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlib import grading
-from cnnlib.grading import check_close, check_function, check_module, check_raises, check_value, decode, encode, judge
+from cnnlib.grading import checks
+from cnnlib.grading.checks import check_close, check_function, check_module, check_raises, check_value, decode, encode, judge
 
 
 def out_size(n, k, s=1, p=0):
@@ -174,11 +174,11 @@ def test_check_raises(capsys):
 
 def recorded(check, *args, **kwargs):
     """The records a check leaves in recording mode, carried through JSON and decoded."""
-    records = grading.start_recording()
+    records = checks.start_recording()
     try:
         check(*args, **kwargs)
     finally:
-        grading._records = None
+        checks._records = None
     return [{key: decode(value) for key, value in json.loads(json.dumps(r)).items()} for r in records]
 
 
@@ -201,7 +201,7 @@ def test_values_survive_the_journey_through_json(value):
 
 def test_unknown_objects_and_exception_classes_are_carried_by_name():
     opaque = decode(json.loads(json.dumps(encode(object()))))
-    assert not grading._agree(opaque, opaque, 0, 0) and "object" in repr(opaque)
+    assert not checks._agree(opaque, opaque, 0, 0) and "object" in repr(opaque)
     exc = decode(json.loads(json.dumps(encode(KeyError))))
     assert exc.__name__ == "KeyError" and exc.names == ["KeyError", "LookupError", "Exception", "BaseException", "object"]
 
@@ -250,6 +250,6 @@ def test_not_done_and_raised_are_told_apart():
 
 
 def test_the_checks_import_without_nbformat():
-    code = "import sys; import cnnlib.grading; print('nbformat' in sys.modules, 'torch' in sys.modules)"
+    code = "import sys; import cnnlib.grading.checks; print('nbformat' in sys.modules, 'torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "False"]

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from cnnlib.inspect import layer_table
+from cnnlib.lessons.tables import layer_table
 from cnnlib.models import get_model
 
 

@@ -19,7 +19,7 @@ import nbformat
 import pytest
 from nbval_run import run_nbval
 
-from cnnlib.exercises import exercise_cells, learner_notebook, student_notebook
+from cnnlib.grading.learner_versions import exercise_cells, learner_notebook, student_notebook
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE = REPO / "tests" / "fixtures" / "grading_solution.ipynb"
@@ -96,7 +96,7 @@ def test_command_line_writes_every_notebook(tmp_path):
     src.mkdir()
     nbformat.write(nbformat.read(FIXTURE, as_version=4), src / "01_fixture.ipynb")
     nbformat.write(notebook(("code", "print(1)")), src / "02_plain.ipynb")
-    done = subprocess.run([sys.executable, "-m", "cnnlib.exercises", str(src), str(dst)],
+    done = subprocess.run([sys.executable, "-m", "cnnlib.grading.learner_versions", str(src), str(dst)],
                           capture_output=True, text=True, check=True)
     assert done.stdout.splitlines() == [f"{dst / '01_fixture.ipynb'}: 2 exercises",
                                         f"{dst / '02_plain.ipynb'}: 0 exercises"]

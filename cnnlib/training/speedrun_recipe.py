@@ -2,8 +2,8 @@
 
 One recipe, read top to bottom, built from the course's parts: a ResNet from ``cnnlib.models``
 (lesson 05) with BatchNorm; random crops and flips on the device (``DeviceLoader``); Nesterov SGD
-with warmup and cosine decay and label smoothing (lesson 06, ``cnnlib.tricks``); and the fastest
-trainers' ingredients of ``cnnlib.speed``: patch-whitening initialisation of the first layer, a
+with warmup and cosine decay and label smoothing (lesson 06, ``cnnlib.training.tricks``); and the fastest
+trainers' ingredients of ``cnnlib.training.speed``: patch-whitening initialisation of the first layer, a
 larger learning rate for the BatchNorm parameters, progressive resizing, an exponential moving
 average of the weights, and flip test-time augmentation. Every hyperparameter is in ``CONFIG``.
 
@@ -22,12 +22,12 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from cnnlib.data import DeviceLoader, fashion_mnist, mnist
-from cnnlib.experiments.protocol import train_val_split
+from cnnlib.training.data import DeviceLoader, fashion_mnist, mnist
+from cnnlib.training.data import train_val_split
 from cnnlib.models import BasicBlock, ResNet
-from cnnlib.speed import EMA, evaluate_flip_tta, progressive_sizes, scaled_lr, speed_param_groups, whitening_init_
-from cnnlib.train import TrainingDiverged, autocast_dtype, evaluate, prefers_channels_last, seed_everything
-from cnnlib.tricks import warmup_cosine
+from cnnlib.training.speed import EMA, evaluate_flip_tta, progressive_sizes, scaled_lr, speed_param_groups, whitening_init_
+from cnnlib.training.loop import TrainingDiverged, autocast_dtype, evaluate, prefers_channels_last, seed_everything
+from cnnlib.training.tricks import warmup_cosine
 
 CONFIG = dict(
     blocks=(1, 1, 1, 1), widths=(16, 32, 64, 128),  # lesson 05's small_resnet for 28x28: 308,538 parameters
@@ -192,7 +192,7 @@ def _flips_preserve_labels(dataset) -> bool:
 def plot_time_to_accuracy(records: Sequence[dict], targets: Sequence[float] = (0.93, 0.94), title: str | None = None):
     """Accuracy after each epoch against the wall-clock seconds since the start, one curve per run,
     with the targets as horizontal lines."""
-    from cnnlib.viz import Figure
+    from cnnlib.lessons.viz import Figure
 
     fig = Figure(figsize=(5.5, 3.4), layout="constrained")
     ax = fig.subplots()

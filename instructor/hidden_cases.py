@@ -2,8 +2,8 @@
 versions do not contain, so that an answer fitted to the visible cases does not pass.
 
 ``HIDDEN_CASES[lesson stem][exercise label]`` is code run right after the lesson's check
-cell, in the lesson's namespace, with the ``cnnlib.grading`` checks (recording, see
-:mod:`cnnlib.grade`). The grader seeds torch, numpy and ``random`` before each check, so
+cell, in the lesson's namespace, with the ``cnnlib.grading.checks`` checks (recording, see
+:mod:`cnnlib.grading.class_grader`). The grader seeds torch, numpy and ``random`` before each check, so
 random inputs are the same in the solution's run and the learner's. Names meant to stay
 local start with ``_hidden``. A lesson or exercise without an entry is graded on its
 visible checks alone; the grader refuses a lesson whose solution fails its hidden cases.

@@ -9,6 +9,7 @@ normalises each *batch* there in a few tensor operations.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import pickle
@@ -22,7 +23,8 @@ from torch import Tensor
 from torchvision import datasets
 from torchvision.datasets.utils import calculate_md5
 
-from cnnlib.profiles import choose_device, dry_run_steps
+from cnnlib.files import CourseFolderMissing, course_folder
+from cnnlib.training.profiles import choose_device, dry_run_steps
 
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -32,6 +34,8 @@ MNIST_CLASSES = [str(digit) for digit in range(10)]
 # (tests/test_data.py recomputes them from the files).
 FASHION_MNIST_MEAN_STD = (0.2860, 0.3530)
 MNIST_MEAN_STD = (0.1307, 0.3081)
+# The validation split of every experiment and the speedrun: 5,000 class-balanced training images.
+VAL_SIZE, SPLIT_SEED = 5000, 0
 
 _KNOWN = {  # torchvision class name -> (class names, (mean, std), horizontal flip is label-preserving)
     "FashionMNIST": (FASHION_MNIST_CLASSES, FASHION_MNIST_MEAN_STD, True),
@@ -48,15 +52,14 @@ class DataCorrupted(DataUnavailable):
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
-    """Where datasets live: ``root``, else ``$CNNLIB_DATA``, else the repository's ``data/``, else ``./data``."""
+    """Where datasets live: ``root``, else ``$CNNLIB_DATA``, else the course's ``data/`` beside the
+    working directory (``./data``, or ``../data`` from ``notebooks/``), else a new ``./data``."""
     if root is not None:
         return Path(root).expanduser()
-    if os.environ.get("CNNLIB_DATA"):
-        return Path(os.environ["CNNLIB_DATA"]).expanduser()
-    repo = Path(__file__).resolve().parents[1]
-    if (repo / "pyproject.toml").is_file():  # a checkout (also `pip install -e .`)
-        return repo / "data"
-    return Path.cwd() / "data"
+    try:
+        return course_folder("data", env="CNNLIB_DATA")
+    except CourseFolderMissing:
+        return Path.cwd() / "data"
 
 
 def fashion_mnist(train: bool = True, root: str | os.PathLike | None = None) -> datasets.FashionMNIST:
@@ -154,6 +157,26 @@ def balanced_subset(labels: Tensor, n: int, seed: int = 0) -> Tensor:
             raise ValueError(f"subset={n} needs {k} examples of class {c}, which has only {len(members)}")
         picks.append(members[torch.randperm(len(members), generator=generator)[:k]])
     return torch.cat(picks).sort().values
+
+
+def take(dataset: datasets.MNIST, indices: torch.Tensor) -> datasets.MNIST:
+    """A copy of a torchvision MNIST-family dataset holding only the examples at ``indices``."""
+    part = copy.copy(dataset)
+    part.data, part.targets = dataset.data[indices], torch.as_tensor(dataset.targets)[indices]
+    return part
+
+
+def train_val_split(dataset: datasets.MNIST, val_size: int = VAL_SIZE,
+                    seed: int = SPLIT_SEED) -> tuple[datasets.MNIST, datasets.MNIST]:
+    """The training set split into (train, validation): a class-balanced, seeded ``val_size``
+    examples for validation, every other example for training. The same seed gives the same split."""
+    labels = torch.as_tensor(dataset.targets)
+    if not 0 < val_size < len(labels):
+        raise ValueError(f"val_size must be between 1 and {len(labels) - 1}, got {val_size}")
+    val = balanced_subset(labels, val_size, seed)
+    keep = torch.ones(len(labels), dtype=torch.bool)
+    keep[val] = False
+    return take(dataset, keep.nonzero().flatten()), take(dataset, val)
 
 
 def random_crop(x: Tensor, padding: int, generator: torch.Generator) -> Tensor:

@@ -9,7 +9,7 @@ is two halves that can run in different processes:
 * *judge* compares what was observed with what was expected and lists one failure message
   per wrong case (:func:`judge`).
 
-In a notebook both halves run at once. The instructor's grader (:mod:`cnnlib.grade`) turns on
+In a notebook both halves run at once. The instructor's grader (:mod:`cnnlib.grading.class_grader`) turns on
 :func:`start_recording`: the checks then only record ``{"spec", "observed"}`` as JSON-able data
 (:func:`encode`), and the grader judges the learner's observations against the specs of a run
 of the solution, in its own process. ``points=`` (default 1) and ``partial=`` (credit for the

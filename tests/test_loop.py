@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlib import train as train_module
-from cnnlib.data import DeviceLoader, fashion_mnist
-from cnnlib.train import (History, TrainingDiverged, autocast_dtype, checkpoint_recipe, cpu_has_fast_bf16, evaluate,
+from cnnlib.training import loop as train_module
+from cnnlib.training.data import DeviceLoader, fashion_mnist
+from cnnlib.training.loop import (History, TrainingDiverged, autocast_dtype, checkpoint_recipe, cpu_has_fast_bf16, evaluate,
                           fit, load_checkpoint, predict, save_checkpoint, seed_everything, xavier_init_)
 
 TIMING = ("examples_per_s", "seconds")
