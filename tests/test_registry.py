@@ -40,6 +40,8 @@ def test_defaults_and_variants_are_forwarded():
         plain, residual = get_model("plain_net", depth=56), get_model("residual_net", depth=56)
         assert isinstance(plain, ResNet) and count(plain) == count(residual)
         assert plain.shortcut == "none" and residual.shortcut == "zero_pad"
+        assert count(get_model("plain_net", depth=20, width=8)) == 67_906  # the degradation experiment's
+        assert count(get_model("small_resnet", blocks=(2,) * 4, widths=(8, 16, 32, 64))) == 176_258  # a teacher
 
 
 def test_unknown_names_and_arguments():
@@ -47,3 +49,16 @@ def test_unknown_names_and_arguments():
         get_model("resnet05")
     with pytest.raises(TypeError, match="lrn"):
         get_model("resnet18", lrn=True)
+
+
+def test_lookup_hints_only_close_names_and_appends_advice():
+    from cnnlib.models.registry import lookup
+
+    table = {"mnist": 1, "fashion-mnist": 2}
+    assert lookup(table, "mnist", "dataset") == 1
+    with pytest.raises(ValueError) as error:
+        lookup(table, "fashion_mnist", "dataset", advice="See --help.")
+    assert str(error.value) == ("unknown dataset 'fashion_mnist'. Did you mean 'fashion-mnist'? "
+                                "Known datasets: fashion-mnist, mnist. See --help.")
+    with pytest.raises(ValueError, match=r"^unknown dataset 'cifar'\. Known datasets: fashion-mnist, mnist\.$"):
+        lookup(table, "cifar", "dataset")

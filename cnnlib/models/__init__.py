@@ -9,9 +9,12 @@
   shortcut="projection" | "zero_pad" | "projection_all" | "none",
   small_input, zero_init_residual, widths.
 - ``resnet18d`` ... ``resnet152d``: ResNet-D (stem_type="deep", avg_down=True), same arguments.
-- ``residual_net`` / ``plain_net``: the paper's CIFAR network of depth=6n+2 (default 20),
-  with option-A shortcuts / without shortcuts: the twins of the degradation experiment.
-- ``small_resnet``: a small ResNet for 28x28 digits; the ResNet arguments.
+- ``small_resnet``: the small ResNets for 28x28 digits (3x3 stem, no max-pool, basic blocks);
+  blocks (per stage, default 1, 1, 1, 1), widths (default 16, 32, 64, 128), shortcut,
+  stem_type, avg_down (ResNet-C/D), norm_layer, zero_init_residual.
+- ``residual_net`` / ``plain_net``: the paper's CIFAR network of depth=6n+2 (default 20) and
+  width (default 16), with option-A shortcuts / without shortcuts: the twins of the degradation
+  experiment; the ``small_resnet`` arguments.
 
 ``num_classes`` and ``in_channels`` left as None keep the model's defaults: 1000 classes and
 3 channels for the ImageNet networks, 10 classes and 1 channel for the 28x28 ones (AlexNet:
@@ -20,7 +23,6 @@ its layout's).
 
 from __future__ import annotations
 
-import difflib
 from functools import partial
 from typing import Any, Callable
 
@@ -29,6 +31,7 @@ from torch import Tensor, nn
 
 from cnnlib.models.alexnet import AlexNet
 from cnnlib.models.inception import GoogLeNet, Inception, SmallInception
+from cnnlib.models.registry import lookup
 from cnnlib.models.resnet import BasicBlock, Bottleneck, ResNet, cifar_resnet, resnet, small_resnet
 
 __all__ = [
@@ -68,12 +71,9 @@ def get_model(
     name: str, num_classes: int | None = None, in_channels: int | None = None, **variant: Any
 ) -> nn.Module:
     """Build a model by name; ``variant`` holds the model's own keyword arguments."""
-    if name not in _MODELS:
-        close = difflib.get_close_matches(name, _MODELS, n=3)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ValueError(f"unknown model {name!r}.{hint} Known models: {', '.join(list_models())}")
+    build = lookup(_MODELS, name, "model")
     sizes = {"num_classes": num_classes, "in_channels": in_channels}
-    return _MODELS[name](**{k: v for k, v in sizes.items() if v is not None}, **variant)
+    return build(**{k: v for k, v in sizes.items() if v is not None}, **variant)
 
 
 def compare_with_reference(

@@ -24,17 +24,29 @@ paper's N(0, 0.01) with unit biases both make the first epochs crawl.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 from torch import Tensor, nn
 
 from cnnlib.models.input_checks import checked_forward
 from cnnlib.models.layers import LocalResponseNorm, sequential_out_size
+from cnnlib.models.registry import lookup
 
-__all__ = ["AlexNet", "LAYOUTS", "ACTIVATIONS"]
+__all__ = ["AlexNet", "LAYOUTS", "ACTIVATIONS", "he_normal_init_"]
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": lambda: nn.ReLU(inplace=True), "tanh": nn.Tanh}
+
+
+def he_normal_init_(model: nn.Module, nonlinearity: Literal["relu", "tanh"]) -> nn.Module:
+    """He et al.'s (2015) normal initialisation, in place, of every convolution and linear layer of
+    ``model``: weights from N(0, gain^2 / fan_in) with the activation's gain (sqrt(2) for ReLU, 5/3 for
+    tanh: ``nn.init.kaiming_normal_``), biases 0. Returns ``model``."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, nonlinearity=nonlinearity)
+            nn.init.zeros_(m.bias)
+    return model
 
 
 @dataclass(frozen=True)
@@ -76,7 +88,7 @@ class AlexNet(nn.Module):
 
     def __init__(
         self,
-        layout: str = "paper",
+        layout: Literal["paper", "torchvision", "d2l", "small"] = "paper",
         *,
         num_classes: int | None = None,
         in_channels: int | None = None,
@@ -87,13 +99,11 @@ class AlexNet(nn.Module):
         groups: int | None = None,
         channels: tuple[int, int, int, int, int] | None = None,
         hidden: int | None = None,
-        activation: str = "relu",
+        activation: Literal["relu", "tanh"] = "relu",
     ) -> None:
         super().__init__()
-        if layout not in LAYOUTS:
-            raise ValueError(f"unknown AlexNet layout {layout!r}; choose one of {sorted(LAYOUTS)}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
+        base = lookup(LAYOUTS, layout, "AlexNet layout")
+        act = lookup(ACTIVATIONS, activation, "activation")
         if isinstance(dropout, bool):
             dropout = 0.5 if dropout else 0.0
         overrides = dict(
@@ -101,12 +111,11 @@ class AlexNet(nn.Module):
             lrn=lrn, overlap=overlap, dropout=dropout, groups=groups,
             channels=None if channels is None else tuple(channels), hidden=hidden,
         )  # fmt: skip
-        cfg = replace(LAYOUTS[layout], **{k: v for k, v in overrides.items() if v is not None})
+        cfg = replace(base, **{k: v for k, v in overrides.items() if v is not None})
         self.layout, self.in_channels, self.input_size = layout, cfg.in_channels, cfg.input_size
 
         c1, c2, c3, c4, c5 = cfg.channels
         kernel, stride, padding = cfg.conv1
-        act = ACTIVATIONS[activation]
 
         def pool() -> nn.MaxPool2d:
             size = 3 if cfg.overlap else 2  # overlapping 3x3 windows every 2 pixels, or tiles of 2x2
@@ -152,10 +161,7 @@ class AlexNet(nn.Module):
             *hidden(cfg.hidden),
             nn.Linear(cfg.hidden, cfg.num_classes),
         )
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(m.weight, nonlinearity=activation)
-                nn.init.zeros_(m.bias)
+        he_normal_init_(self, activation)
 
     @checked_forward
     def forward(self, x: Tensor) -> Tensor:

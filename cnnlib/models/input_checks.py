@@ -1,8 +1,8 @@
 """Input diagnosis for cnnlib's models: a bad batch gets an error that says what to change.
 
 ``checked_forward`` decorates a model's ``forward``: a batch of the wrong rank or channel count is
-refused before the forward pass; a size error from torch is explained afterwards, by a dry run on
-the meta device (no data, no arithmetic on real tensors) in which each conv / pool layer applies
+refused before the forward pass; a size error from torch is explained afterwards, by a forward pass
+on the meta device (shapes only: no data, no arithmetic on real tensors) in which each conv / pool layer applies
 the output-size formula of ``cnnlib.models.layers`` and each Linear checks its number of input features.
 """
 
@@ -39,7 +39,7 @@ class _Misfit(_SizeProblem):
         self.got, self.expected = got, expected
 
 
-_DRY_RUN: contextvars.ContextVar[bool] = contextvars.ContextVar("cnnlib_dry_run", default=False)
+_IN_META_FORWARD: contextvars.ContextVar[bool] = contextvars.ContextVar("cnnlib_meta_forward", default=False)
 
 
 def _check_layer(name: str, module: nn.Module, args: tuple[Tensor, ...]) -> None:
@@ -63,7 +63,7 @@ def _check_layer(name: str, module: nn.Module, args: tuple[Tensor, ...]) -> None
             ) from None
 
 
-def _dry_run(model: nn.Module, height: int, width: int, meta: dict[str, Tensor]) -> None:
+def _meta_forward(model: nn.Module, height: int, width: int, meta: dict[str, Tensor]) -> None:
     """Run the model on an empty meta tensor, raising _SizeProblem at the first layer that fails.
 
     The model runs in eval mode (its mode is given back): shapes are the same in both, and
@@ -74,7 +74,7 @@ def _dry_run(model: nn.Module, height: int, width: int, meta: dict[str, Tensor])
         for name, module in model.named_modules()
         if windows(module) is not None or isinstance(module, nn.Linear)
     ]
-    token, was_training = _DRY_RUN.set(True), model.training
+    token, was_training = _IN_META_FORWARD.set(True), model.training
     model.eval()
     try:
         with torch.no_grad():
@@ -83,7 +83,7 @@ def _dry_run(model: nn.Module, height: int, width: int, meta: dict[str, Tensor])
             functional_call(model, meta, (x,))
     finally:
         model.train(was_training)
-        _DRY_RUN.reset(token)
+        _IN_META_FORWARD.reset(token)
         for hook in hooks:
             hook.remove()
 
@@ -96,7 +96,7 @@ def _meta_state(model: nn.Module) -> dict[str, Tensor]:
 def _probe(model: nn.Module, n: int, meta: dict[str, Tensor]) -> str:
     """ "ok", "vanished", "too few features" or "too many features" for an n x n input."""
     try:
-        _dry_run(model, n, n, meta)
+        _meta_forward(model, n, n, meta)
     except _Misfit as misfit:
         return "too few features" if misfit.got < misfit.expected else "too many features"
     except _SizeProblem:
@@ -122,7 +122,7 @@ def smallest_input_size(model: nn.Module, max_size: int = 4096) -> int:
 
     Feature maps grow with the input, so both "no feature map vanishes" and "enough features
     for the classifier" (a Linear after a flatten) hold from some size on: found by bisection,
-    each trial a dry run on the meta device.
+    each trial a forward pass on the meta device (``_meta_forward``).
     """
     meta = _meta_state(model)
     smallest = _first(lambda n: _probe(model, n, meta) not in ("vanished", "too few features"), 1, max_size)
@@ -135,7 +135,7 @@ def input_size_problem(model: nn.Module, height: int, width: int) -> str | None:
     """Why an input of this size cannot pass through the model, or None if it can."""
     meta = _meta_state(model)
     try:
-        _dry_run(model, height, width, meta)
+        _meta_forward(model, height, width, meta)
     except _SizeProblem as problem:
         smallest = smallest_input_size(model)
         name = type(model).__name__
@@ -179,7 +179,7 @@ def checked_forward(forward: Callable[[nn.Module, Tensor], Tensor]) -> Callable[
 
     @functools.wraps(forward)
     def checked(model: nn.Module, x: Tensor) -> Tensor:
-        if _DRY_RUN.get():
+        if _IN_META_FORWARD.get():
             return forward(model, x)
         check_input_batch(model, x)
         try:

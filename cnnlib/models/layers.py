@@ -57,7 +57,15 @@ def effective_kernel(kernel: int, dilation: int = 1) -> int:
 
 
 def conv_out_size(n: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
-    """floor((n - d*(k - 1) - 1 + 2p) / s) + 1; ValueError when the window does not fit."""
+    """floor((n - d*(k - 1) - 1 + 2p) / s) + 1; ValueError when the window does not fit.
+
+    Args (the same in ``leftover``, ``divides_exactly``, ``pool_out_size``, ``out_size_formula``):
+        n: the input's side (height or width).
+        kernel: the kernel's side k.
+        stride: s.
+        padding: p, added on each side.
+        dilation: d, the step between the kernel's taps.
+    """
     _check_args(n, kernel, stride, padding, dilation)
     span = effective_kernel(kernel, dilation)
     if span > n + 2 * padding:
@@ -76,7 +84,9 @@ def pool_out_size(
     dilation: int = 1,
     ceil_mode: bool = False,
 ) -> int:
-    """Output size of max/average pooling (stride defaults to the kernel, as in torch)."""
+    """Output size of max/average pooling (stride defaults to the kernel, as in torch); the arguments
+    as in ``conv_out_size``, and ``ceil_mode`` rounds the division up (a last window may not start in
+    the right padding), as torch's pooling layers."""
     stride = kernel if stride is None else stride
     _check_args(n, kernel, stride, padding, dilation)
     span = effective_kernel(kernel, dilation)
@@ -114,7 +124,8 @@ def out_size_formula(
 ) -> str:
     """The arithmetic with its numbers, e.g. "(227 - 11 + 2*0) / 4 + 1 = 55".
 
-    ``stride`` defaults to 1 for a convolution and to the kernel for pooling, as in torch.
+    The arguments as in ``pool_out_size``; ``pool`` chooses pooling's arithmetic over a
+    convolution's, and ``stride`` defaults to 1 for a convolution and to the kernel for pooling, as in torch.
     """
     if stride is None:
         stride = kernel if pool else 1
