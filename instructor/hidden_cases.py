@@ -3,7 +3,7 @@ versions do not contain, so that an answer fitted to the visible cases does not 
 
 ``HIDDEN_CASES[lesson stem][exercise label]`` is code run right after the lesson's check
 cell, in the lesson's namespace, with the ``cnnlib.grading.checks`` checks (recording, see
-:mod:`cnnlib.grading.class_grader`). The grader seeds torch, numpy and ``random`` before each check, so
+:mod:`cnnlib.grading.recorder`). The grader seeds torch, numpy and ``random`` before each check, so
 random inputs are the same in the solution's run and the learner's. Names meant to stay
 local start with ``_hidden``. A lesson or exercise without an entry is graded on its
 visible checks alone; the grader refuses a lesson whose solution fails its hidden cases.
@@ -25,6 +25,10 @@ HIDDEN_CASES = {
             "                                   (999, 1000, True), (1001, 1000)],\n"
             "               reference=loader_batches, name='Exercise 3')"
         ),
+        "Exercise 4": (
+            "check_close('Exercise 4', recall_per_class(torch.tensor([[3, 1, 0], [0, 4, 0], [2, 2, 1]])),\n"
+            "            torch.tensor([0.75, 1.0, 0.2]))"
+        ),
     },
     "01_convolution_arithmetic": {
         "Exercise 1": (
@@ -43,6 +47,10 @@ HIDDEN_CASES = {
             "check_function(receptive_field_of, [[], [(5, 1)], [(5, 2), (5, 2)], [(7, 2), (3, 2), (3, 2), (3, 2), (3, 2)],\n"
             "                                    [(1, 1), (3, 3), (2, 1)]],\n"
             "               reference=receptive_field, name='Exercise 3')"
+        ),
+        "Exercise 4": (
+            "check_function(unread_positions, [(7, 3, 2, 1), (9, 3, 3), (100, 7, 3, 3), (6, 2, 5), (31, 4, 2, 2)],\n"
+            "               reference=lambda *args: widgets.conv_explanation(*args).uncovered, name='Exercise 4')"
         ),
     },
     "02_alexnet": {
@@ -63,6 +71,19 @@ HIDDEN_CASES = {
             "               reference=lambda n: sequential_out_size(layouts['paper'].features, n))"
         ),
     },
+    "02b_alexnet_evidence": {
+        "Exercise 1": (
+            "check_function(t_interval, [[1.0, 2.0, 4.0], [-5.0, 0.0, 5.0], [0.1, 0.1, 0.4]], reference=reference_interval,\n"
+            "               atol=1e-3, rtol=1e-3, name='Exercise 1')"
+        ),
+        "Exercise 2": (
+            "_hidden_runs = ([dict(config=alexnet_tricks.ALL_THREE, seed=s, test_acc=0.9, train_acc_eval=0.9 + 0.01 * s)\n"
+            "                 for s in (0, 1)]\n"
+            "                + [dict(config={**alexnet_tricks.ALL_THREE, 'dropout': 0.0}, seed=s, test_acc=0.8, train_acc_eval=0.85)\n"
+            "                   for s in (1, 0)])\n"
+            "check_value('Exercise 2', dropout_gap_differences(_hidden_runs), [5.0, 4.0], atol=1e-9)"
+        ),
+    },
     "03_inception": {
         "Exercise 1": (
             "_hidden_gen = torch.Generator().manual_seed(3)\n"
@@ -81,6 +102,10 @@ HIDDEN_CASES = {
         "Exercise 4": (
             "check_function(inception_params, [(3, 1, 1, 1, 1, 1, 1), (64, 8, 4, 8, 2, 4, 4, 7)],\n"
             "               reference=lambda *channels: count(Inception(*channels)), name='Exercise 4')"
+        ),
+        "Exercise 5": (
+            "check_function(running_var_after, [(2, 9.0), (7, 0.5, 0.2), (100, 0.02)],\n"
+            "               reference=measured_running_var, rtol=1e-4, atol=1e-6, name='Exercise 5')"
         ),
     },
     "04_residual_blocks": {

@@ -174,16 +174,22 @@ def test_check_raises(capsys):
 
 def recorded(check, *args, **kwargs):
     """The records a check leaves in recording mode, carried through JSON and decoded."""
-    records = checks.start_recording()
-    try:
+    with checks.recording() as records:
         check(*args, **kwargs)
-    finally:
-        checks._records = None
     return [{key: decode(value) for key, value in json.loads(json.dumps(r)).items()} for r in records]
 
 
 def double(n):
     return 2 * n
+
+
+def test_recording_ends_with_its_block_even_when_a_check_crashes():
+    with pytest.raises(ZeroDivisionError), checks.recording() as records:
+        checks.check_value("Exercise 9", 1, 1)
+        1 / 0
+    assert len(records) == 1 and decode(records[0]["spec"])["kind"] == "value"
+    with pytest.raises(AssertionError, match="Exercise 9"):  # judging again: a wrong value raises
+        checks.check_value("Exercise 9", 1, 2)
 
 
 @pytest.mark.parametrize("value", [

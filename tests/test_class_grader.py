@@ -18,7 +18,10 @@ import nbformat
 import pytest
 
 from cnnlib.grading.learner_versions import learner_notebook
-from cnnlib.grading.class_grader import discover_lessons, execute, feedback_name, identify, judge_records, load_hidden, tampering
+from cnnlib.grading.gradebook import feedback_name
+from cnnlib.grading.judging import judge_records
+from cnnlib.grading.kernel import execute
+from cnnlib.grading.lessons import discover_lessons, identify, load_hidden, tampering
 from cnnlib.models.layers import receptive_field
 
 REPO = Path(__file__).resolve().parent.parent
@@ -107,39 +110,48 @@ def build_class(folder):
     nbformat.write(other, folder / "mallory_other_course.ipynb")
 
 
-L, E = "01_convolution_arithmetic", ("Exercise 1", "Exercise 2", "Exercise 3")
+L, E = "01_convolution_arithmetic", ("Exercise 1", "Exercise 2", "Exercise 3", "Exercise 4")
 EXPECTED = [  # submission, exercise, status, points, max_points, message (a regular expression)
     ("alice_right", E[0], "passed", "2", "2", ""),
     ("alice_right", E[1], "passed", "1", "1", ""),
     ("alice_right", E[2], "passed", "1", "1", ""),
+    ("alice_right", E[3], "passed", "1", "1", ""),
     ("bob_untouched", E[0], "not_attempted", "0", "2", r"Exercise 1 is not done yet: return the output size"),
     ("bob_untouched", E[1], "not_attempted", "0", "1", r"Exercise 2 is not done yet: compute F\.conv2d"),
     ("bob_untouched", E[2], "not_attempted", "0", "1", r"Exercise 3 is not done yet: return the receptive field"),
+    ("bob_untouched", E[3], "not_attempted", "0", "1", r"Exercise 4 is not done yet: return how many positions"),
     ("carol_one_wrong", E[0], "passed", "2", "2", ""),
     ("carol_one_wrong", E[1], "passed", "1", "1", ""),
     ("carol_one_wrong", E[2], "failed", "0", "1",
      r"^Exercise 3: receptive_field_of\(\[\(2, 2\), \(3, 1\)\]\) returned 4, expected 6\.\nHint: keep a running 'jump'"
      r".*\(4 of 11 cases right\)$"),
+    ("carol_one_wrong", E[3], "passed", "1", "1", ""),
     ("dave_deleted_check", E[0], "passed", "2", "2", ""),
     ("dave_deleted_check", E[1], "tampered", "0", "1", r"^the check cell was deleted; the original check gives: passed \(1\)$"),
     ("dave_deleted_check", E[2], "passed", "1", "1", ""),
+    ("dave_deleted_check", E[3], "passed", "1", "1", ""),
     ("erin_changed_check", E[0], "tampered", "0", "2",
      r"^the check cell was changed; the original check gives: failed \(0\.93\)$"),
     ("erin_changed_check", E[1], "passed", "1", "1", ""),
     ("erin_changed_check", E[2], "passed", "1", "1", ""),
+    ("erin_changed_check", E[3], "passed", "1", "1", ""),
     ("frank_patches_checks", E[0], "failed", r"0\.93", "2",  # partial credit: 379 of 817 cases, of 2 points
      r"^Exercise 1: out_size\(1, 1, 1, 1, 1\) returned 1, expected 3\.\nHint: .*\(379 of 817 cases right\)$"),
     ("frank_patches_checks", E[1], "passed", "1", "1", ""),
     ("frank_patches_checks", E[2], "passed", "1", "1", ""),
+    ("frank_patches_checks", E[3], "passed", "1", "1", ""),
     ("grace_fitted", E[0], "passed", "2", "2", ""),
     ("grace_fitted", E[1], "passed", "1", "1", ""),
     ("grace_fitted", E[2], "error", "0", "1", r"^hidden case: Exercise 3: receptive_field_of\(\[\]\) raised KeyError: '\[\]'.*\(6 of 11 cases right\)$"),
+    ("grace_fitted", E[3], "passed", "1", "1", ""),
     ("heidi_endless_loop", E[0], "passed", "2", "2", ""),
     ("heidi_endless_loop", E[1], "timeout", "0", "1", r"time limit"),
     ("heidi_endless_loop", E[2], "passed", "1", "1", ""),
+    ("heidi_endless_loop", E[3], "passed", "1", "1", ""),
     ("ivan_kernel_crash", E[0], "passed", "2", "2", ""),
     ("ivan_kernel_crash", E[1], "passed", "1", "1", ""),
     ("ivan_kernel_crash", E[2], "error", "0", "1", r"^the kernel died while running the answer cell$"),
+    ("ivan_kernel_crash", E[3], "error", "0", "1", r"^not graded: the kernel died before this exercise$"),
     ("judy_corrupt", "", "invalid", "0", "", r"^not a readable notebook"),
     ("mallory_other_course", "", "invalid", "0", "", r"^a notebook of no lesson of this course"),
 ]
@@ -158,7 +170,7 @@ def graded(tmp_path_factory):
                           cwd=root, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     with out.open(newline="") as file:
-        rows = list(csv.DictReader(file))
+        rows = [row for row in csv.DictReader(file) if row["status"] != "not_sandboxed"]  # where bwrap is missing
     return rows, done.stdout, feedback
 
 
@@ -175,15 +187,16 @@ def test_gradebook_row_by_row(graded):
 
 def test_summary_and_feedback(graded):
     rows, stdout, feedback = graded
-    assert re.search(r"alice_right\.ipynb \(01_convolution_arithmetic\): 4 / 4 points", stdout)
-    assert re.search(r"bob_untouched\.ipynb \(01_convolution_arithmetic\): 0 / 4 points", stdout)
+    assert re.search(r"alice_right\.ipynb \(01_convolution_arithmetic\): 5 / 5 points", stdout)
+    assert re.search(r"bob_untouched\.ipynb \(01_convolution_arithmetic\): 0 / 5 points", stdout)
     assert "01_convolution_arithmetic Exercise 1: 6 / 9" in stdout
     assert "01_convolution_arithmetic Exercise 2: 6 / 9" in stdout
     assert "01_convolution_arithmetic Exercise 3: 5 / 9" in stdout
+    assert "01_convolution_arithmetic Exercise 4: 7 / 9" in stdout
     reports = sorted(p.name for p in feedback.iterdir())
     assert len(reports) == 11 and all(r.endswith(".md") for r in reports)
     carol = next(feedback.glob("*carol_one_wrong.md")).read_text()
-    assert "**3 of 4 points**" in carol and "| Exercise 3 | wrong answer | 0 / 1 |" in carol
+    assert "**4 of 5 points**" in carol and "| Exercise 3 | wrong answer | 0 / 1 |" in carol
     assert "Hint: keep a running 'jump'" in carol
 
 
@@ -217,20 +230,19 @@ def test_tampering_is_found_by_cell_identity_not_position(lesson):
     learner, exercises = learner_notebook(lesson.nb)
     moved = nbformat.from_dict(learner)
     moved.cells.insert(0, nbformat.v4.new_code_cell("x = 1"))  # every position shifts
-    assert [tampering(moved, lesson, e) for e in exercises] == ["", "", ""]
+    assert [tampering(moved, lesson, e) for e in exercises] == ["", "", "", ""]
     moved.cells[exercises[1].check_cell + 1].source += "\nprint('and more')"
     del moved.cells[exercises[2].check_cell + 1]
-    assert [tampering(moved, lesson, e) for e in exercises] == ["", "changed", "deleted"]
+    assert [tampering(moved, lesson, e) for e in exercises] == ["", "changed", "deleted", ""]
 
 
 def test_partial_credit_is_the_share_of_cases_passed(lesson):
     from cnnlib.grading import checks
 
-    checks.start_recording()
-    checks.check_function(abs, [(-1, 1), (2, 2), (-3, 0), (4, 4)], name="Exercise 9", points=3, partial=True)
-    checks.check_value("Exercise 9", 2, 2, points=1)
-    records = {"visible": checks._records, "hidden": []}
-    checks._records = None
+    with checks.recording() as visible:
+        checks.check_function(abs, [(-1, 1), (2, 2), (-3, 0), (4, 4)], name="Exercise 9", points=3, partial=True)
+        checks.check_value("Exercise 9", 2, 2, points=1)
+    records = {"visible": visible, "hidden": []}
     verdict = judge_records(records, records)
     assert (verdict.passed, verdict.total, verdict.max_points, verdict.partial) == (4, 5, 4.0, True)
     assert verdict.failures[0].message == "Exercise 9: abs(-3) returned 3, expected 0."
@@ -239,8 +251,8 @@ def test_partial_credit_is_the_share_of_cases_passed(lesson):
 def test_a_notebook_runs_on_past_a_timeout_and_stops_where_its_kernel_died():
     cells = ["import os\nprint(os.getpid())", "while True:\n    pass", "print('after')", "1 / 0", "os._exit(1)", "print('never')"]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
-    states = execute(nb, REPO, timed_cells={1}, cell_timeout=3, notebook_timeout=120)
-    assert states == {0: "ok", 1: "timeout", 2: "ok", 3: "error:ZeroDivisionError", 4: "dead", 5: "not_run"}
+    run = execute(nb, REPO, timed_cells={1}, cell_timeout=3, notebook_timeout=120)
+    assert run.states == {0: "ok", 1: "timeout", 2: "ok", 3: "error:ZeroDivisionError", 4: "dead", 5: "not_run"}
     assert nb.cells[2].outputs[0]["text"] == "after\n"
     pid = int(nb.cells[0].outputs[0]["text"])
     with pytest.raises(ProcessLookupError):  # no kernel is left behind
@@ -285,7 +297,7 @@ def test_a_small_lesson_graded_in_process(tmp_path):
     wrong = nbformat.from_dict(learner)
     wrong.cells[exercises[1].solution_cell].source = "weights = 3 * 3 * 16\nweights"
     nbformat.write(wrong, tmp_path / "wrong.ipynb")
-    rows = [grade_submission(tmp_path / name, lessons, 30, 120) for name in ("untouched.ipynb", "wrong.ipynb")]
+    rows = [grade_submission(tmp_path / name, lessons, 30, 120).rows for name in ("untouched.ipynb", "wrong.ipynb")]
     assert [(r.exercise, r.status, r.points, r.max_points, r.message) for r in rows[0]] == [
         ("Exercise 1", "not_attempted", 0, 1.0, "Exercise 1 is not done yet: return the output size of a convolution "
          "over n inputs with kernel k, stride s and padding p. (replace the `raise NotImplementedError(...)` line "
@@ -299,9 +311,42 @@ def test_a_small_lesson_graded_in_process(tmp_path):
 
 
 def test_reports_of_a_lesson_that_cannot_be_graded():
-    from cnnlib.grading.class_grader import Row, feedback, summary
+    from cnnlib.grading.gradebook import Row, feedback, summary
 
     rows = [Row("a.ipynb", L, label, "error", 0, "", "the lesson cannot be graded: its check did not run")
             for label in E]
     assert "a.ipynb (01_convolution_arithmetic): 0 / 0 points" in summary(rows)
     assert "| Exercise 2 | error | 0 /  |" in feedback(rows) and "its check did not run" in feedback(rows)
+
+
+def test_grading_in_parallel_gives_the_serial_gradebook_and_feedback(tmp_path):
+    """The small fixture lesson's class, graded with one kernel at a time and with two: the same
+    gradebook, feedback and summary, byte for byte (each submission's time goes to stderr)."""
+    lesson = discover_lessons(REPO / "tests" / "fixtures")["grading_solution"]
+    learner, exercises = learner_notebook(lesson.nb, lesson="grading_solution")
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    answers = {"right": [solution_answer(lesson.nb, e.label) for e in exercises], "untouched": None,
+               "wrong": [solution_answer(lesson.nb, "Exercise 1"), "weights = 3 * 3 * 16\nweights"],
+               "crash": [solution_answer(lesson.nb, "Exercise 1"), "import os\nos._exit(1)"]}
+    for name, sources in answers.items():
+        nb = nbformat.from_dict(learner)
+        for ex, source in zip(exercises, sources or []):
+            nb.cells[ex.solution_cell].source = source
+        nbformat.write(nb, folder / f"{name}.ipynb")
+    (folder / "zz_corrupt.ipynb").write_text("{")
+    env = {**os.environ, "CNNLIB_PROFILE": "smoke", "PYTHONPATH": str(REPO)}
+    outputs = {}
+    for jobs in (1, 2):
+        done = subprocess.run([sys.executable, "-m", "cnnlib.grade", "submissions", "--out", f"grades{jobs}.csv",
+                               "--feedback", f"feedback{jobs}", "--lessons", str(REPO / "tests" / "fixtures"),
+                               "--no-hidden", "--jobs", str(jobs)],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "5 submissions graded in" in done.stderr and re.search(r"right\.ipynb: [\d.]+ s, \d+ MiB", done.stderr)
+        reports = {p.name: p.read_bytes() for p in (tmp_path / f"feedback{jobs}").iterdir()}
+        outputs[jobs] = ((tmp_path / f"grades{jobs}.csv").read_bytes(), reports, done.stdout)
+    assert outputs[1] == outputs[2]
+    statuses = [row[3] for row in list(csv.reader(outputs[1][0].decode().splitlines(keepends=True)))[1:]
+                if row[3] != "not_sandboxed"]
+    assert statuses == ["passed", "error", "passed", "passed", "not_attempted", "not_attempted", "passed", "failed", "invalid"]

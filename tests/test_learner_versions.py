@@ -211,3 +211,31 @@ def test_course_notebook_learner_version(solution, tmp_path):
     n_code_cells = sum(c.cell_type == "code" for c in nbformat.read(solution, as_version=4).cells)
     results = run_nbval(learner, env={"CNNLIB_PROFILE": os.environ.get("CNNLIB_PROFILE", "smoke")})
     assert_fails_exactly_at_exercises(exercises, results, n_code_cells)
+
+
+def lessons_with_hidden_cases():
+    from cnnlib.grading.lessons import load_hidden
+
+    return sorted(load_hidden(REPO / "instructor" / "hidden_cases.py"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stem", lessons_with_hidden_cases())
+def test_each_lessons_solution_passes_its_visible_and_hidden_checks(stem):
+    """The solution, run as the grader runs a submission (recordings of the check and its
+    hidden cases in place of each check cell), passes every case of every exercise."""
+    from cnnlib.grading.judging import judge_records
+    from cnnlib.grading.kernel import run_lesson
+    from cnnlib.grading.lessons import discover_lessons, load_hidden
+    from cnnlib.grading.recorder import records_of
+
+    hidden = load_hidden(REPO / "instructor" / "hidden_cases.py")
+    lesson = discover_lessons(REPO / "notebooks", hidden)[stem]
+    nb, run = run_lesson(lesson, lesson.solution_answers(), cell_timeout=600, notebook_timeout=3000)
+    for ex in lesson.exercises:
+        records = records_of(nb.cells[ex.check_cell])
+        assert records is not None, f"{stem} {ex.label}: the check did not run ({run.states.get(ex.check_cell)})"
+        assert "visible_error" not in records and "hidden_error" not in records, (stem, ex.label, records)
+        assert records["visible"] and bool(records["hidden"]) == bool(lesson.hidden(ex.label)), (stem, ex.label)
+        verdict = judge_records(records, records)
+        assert verdict.failures == [] and verdict.passed == verdict.total > 0, (stem, ex.label, verdict.failures[:1])

@@ -9,8 +9,8 @@ is two halves that can run in different processes:
 * *judge* compares what was observed with what was expected and lists one failure message
   per wrong case (:func:`judge`).
 
-In a notebook both halves run at once. The instructor's grader (:mod:`cnnlib.grading.class_grader`) turns on
-:func:`start_recording`: the checks then only record ``{"spec", "observed"}`` as JSON-able data
+In a notebook both halves run at once. The instructor's grader (:mod:`cnnlib.grading.recorder`,
+in the learner's kernel) turns on :func:`recording`: the checks then only record ``{"spec", "observed"}`` as JSON-able data
 (:func:`encode`), and the grader judges the learner's observations against the specs of a run
 of the solution, in its own process. ``points=`` (default 1) and ``partial=`` (credit for the
 share of cases passed) are read by the grader only.
@@ -25,7 +25,7 @@ import copy
 import io
 import math
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 CHECKS = ("check_function", "check_value", "check_close", "check_module", "check_raises")
@@ -34,11 +34,16 @@ DEFAULT_INSTRUCTIONS = "write your code here."
 _records: list[dict] | None = None
 
 
-def start_recording() -> list[dict]:
-    """From now on, checks append their ``{"spec", "observed"}`` here instead of judging."""
+@contextlib.contextmanager
+def recording() -> Iterator[list[dict]]:
+    """Inside the ``with`` block, checks append their ``{"spec", "observed"}`` to the list it
+    gives instead of judging; when the block ends, however it ends, they judge again."""
     global _records
-    _records = []
-    return _records
+    outer, _records = _records, []
+    try:
+        yield _records
+    finally:
+        _records = outer
 
 
 # --------------------------------------------------------------------------- values

@@ -32,10 +32,10 @@ from typing import Any
 import nbformat
 
 from cnnlib.files import atomic_open
+from cnnlib.grading.checks import DEFAULT_INSTRUCTIONS
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
-DEFAULT_INSTRUCTIONS = "write your code here."
 ANSWER_PLACEHOLDER = "YOUR ANSWER HERE"
 
 _BEGIN_RE = re.compile(r"^(?P<indent>[ \t]*)### BEGIN SOLUTION[ \t]*$")
