@@ -28,14 +28,13 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from cnnlib.training.data import DataUnavailable, DeviceLoader, fashion_mnist, mnist
+from cnnlib.training.data import DATASETS, DataUnavailable, DeviceLoader
 from cnnlib.models.input_checks import input_size_problem
 from cnnlib.models import get_model
 from cnnlib.training.loop import History, checkpoint_recipe, choose_device, fit, seed_everything
 from cnnlib.training.tricks import TRICKS, training_recipe
 
 PROG = "cnnlib-train"
-DATASETS = {"fashion-mnist": fashion_mnist, "mnist": mnist}
 NATIVE_SIZE, NUM_CLASSES = 28, 10  # MNIST and Fashion-MNIST: 28x28 images of 10 classes
 # The options that decide what a run trains, stored in its checkpoints: --resume must see the same ones.
 RECIPE_OPTIONS = ("model", "variant", "dataset", "epochs", "batch_size", "lr", "momentum", "weight_decay", "resize",

@@ -1,6 +1,8 @@
 """AlexNet: the paper's parameter count layer by layer, torchvision's weights, d2l's layout,
 the ablation switches, the 28x28 version, and the input errors."""
 
+import copy
+
 import pytest
 import torch
 import torchvision
@@ -9,7 +11,7 @@ from torch import nn
 from cnnlib.models.input_checks import smallest_input_size
 from cnnlib.models.layers import LocalResponseNorm
 from cnnlib.models import compare_with_reference
-from cnnlib.models.alexnet import AlexNet
+from cnnlib.models.alexnet import AlexNet, he_normal_init_
 
 
 def count(module: nn.Module) -> int:
@@ -161,6 +163,19 @@ def test_tanh_replaces_every_relu():
     assert count(tanh) == count(relu)
     with pytest.raises(ValueError, match="unknown activation 'gelu'"):
         AlexNet("small", activation="gelu")
+
+
+@pytest.mark.parametrize("nonlinearity", ["relu", "tanh"])
+def test_he_normal_init_is_torchs_kaiming_normal_with_zero_biases(nonlinearity):
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 4 * 4, 3))
+    reference = copy.deepcopy(net)
+    torch.manual_seed(0)
+    assert he_normal_init_(net, nonlinearity) is net
+    torch.manual_seed(0)
+    for layer in (reference[0], reference[2]):
+        nn.init.kaiming_normal_(layer.weight, nonlinearity=nonlinearity)
+    for ours, theirs in zip((net[0], net[2]), (reference[0], reference[2])):
+        assert torch.equal(ours.weight, theirs.weight) and not ours.bias.any()
 
 
 def test_channels_and_hidden_resize_the_layout():

@@ -19,11 +19,14 @@ from cnnlib.cli import TRICKS, main, parse_args
 from cnnlib.training.loop import History
 
 REPO = Path(__file__).resolve().parents[1]
+TRAIN_EXAMPLES, TEST_EXAMPLES = 512, 256  # --subset, --test-subset
 ARGS = ["--model", "alexnet", "--variant", "layout=small", "--variant", "dropout=0.0", "--dataset", "fashion-mnist",
-        "--epochs", "1", "--batch-size", "64", "--lr", "0.05", "--subset", "512", "--test-subset", "256",
-        "--amp", "off", "--quiet"]
-# Two ranks sum the same 64 per-example gradients in another order than one process. Measured:
-# weights differ by at most 1.5e-7 and the loss by 2.4e-7 after an epoch; accuracies agree exactly.
+        "--epochs", "1", "--batch-size", "64", "--lr", "0.05", "--subset", str(TRAIN_EXAMPLES),
+        "--test-subset", str(TEST_EXAMPLES), "--amp", "off", "--quiet"]
+# Two ranks sum the same 64 per-example gradients in another order than one process: fp32 sums
+# of 64 terms that differ in the last bits. Measured: weights differ by at most 1.5e-7 and the loss
+# by 2.4e-7 after an epoch. So an example whose two largest logits are that close may change its
+# prediction: the accuracies may differ by an example or two.
 TOLERANCE = 1e-5
 
 
@@ -42,10 +45,10 @@ def test_arguments():
         parse_args(["--model", "resnet18", "--tricks", "cosine,dropblock"])
 
 
-def test_two_processes_match_one(tmp_path, free_port):
+def test_two_processes_match_one(tmp_path):
     run([sys.executable, "-m", "cnnlib.cli", *ARGS, "--out", "single.json", "--save-weights", "single.pt"], tmp_path)
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-                f"--master_port={free_port}"]
+    # --standalone: torchrun starts its own rendezvous on a port it picks itself
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     run([*torchrun, "-m", "cnnlib.cli", *ARGS, "--out", "ddp.json", "--save-weights", "ddp.pt"], tmp_path)
 
     single, ranks = torch.load(tmp_path / "single.pt"), [torch.load(tmp_path / f"ddp.rank{r}.pt") for r in (0, 1)]
@@ -54,7 +57,9 @@ def test_two_processes_match_one(tmp_path, free_port):
         torch.testing.assert_close(ranks[0][name], weight, rtol=0, atol=TOLERANCE)
     one, two = History.load(tmp_path / "single.json"), History.load(tmp_path / "ddp.json")
     assert two.train_loss == pytest.approx(one.train_loss, abs=TOLERANCE)
-    assert (two.train_acc, two.test_acc, two.lr) == (one.train_acc, one.test_acc, one.lr)
+    assert two.train_acc == pytest.approx(one.train_acc, abs=2 / TRAIN_EXAMPLES)
+    assert two.test_acc == pytest.approx(one.test_acc, abs=2 / TEST_EXAMPLES)
+    assert two.lr == one.lr  # the schedule depends on the step count only
     assert [row["epoch"] for row in two.epochs] == [1] and not two.interrupted
 
 

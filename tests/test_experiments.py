@@ -18,11 +18,10 @@ from cnnlib.experiments import (alexnet_tricks, bag_of_tricks, d2l_accuracy, deg
 from cnnlib.experiments.__main__ import main
 from cnnlib.experiments.protocol import Scale, Splits, epochs_to_reach, train_val_split
 from cnnlib.experiments.runner import Context, chosen_weights, save_weights
-from cnnlib.experiments.results import (ResultsFile, ResultsMismatch, describe, load, machine, problems,
+from cnnlib.experiments.results import (ResultsFile, ResultsMismatch, load, machine, problems, provenance,
                                        write_json_atomic)
-from cnnlib.experiments.stats import curves, interval, summary
+from cnnlib.experiments.stats import curves, interval
 from cnnlib.training.data import fashion_mnist
-from cnnlib.models.resnet import cifar_resnet
 from cnnlib.training.tricks import warmup_cosine_factor
 from cnnlib.training.loop import seed_everything
 
@@ -166,14 +165,6 @@ def test_interval_is_students_t():
     assert math.isnan(interval([1.0])["std"]) and interval([1.0, math.inf])["mean"] == math.inf
 
 
-def test_summary_groups_runs_by_configuration():
-    runs = [{"config": {"a": a}, "seed": s, "test_acc": 0.5 + a / 10 + s / 100, "train_error": [0.1],
-             "val_acc": [0.8]} for a in (1, 2) for s in range(3)]
-    rows = summary(runs)
-    assert [(r["config"], r["seeds"]) for r in rows] == [({"a": 1}, 3), ({"a": 2}, 3)]
-    assert rows[1]["test_acc"]["mean"] == pytest.approx(0.71)
-
-
 def test_curves_average_each_epoch_over_seeds():
     runs = [{"config": {"a": 1}, "seed": s, "train_error": [0.5 + s / 10, 0.2]} for s in range(3)]
     runs.append({"config": {"a": 2}, "seed": 0, "train_error": []})  # diverged: no curve
@@ -233,16 +224,16 @@ def test_relu_tanh_table_and_figure_follow_the_runs():
     assert list(ax.lines[0].get_ydata()) == pytest.approx([0.3, 0.12, 0.08])
 
 
-def test_describe_names_the_runs_machine_and_commits():
+def test_provenance_names_the_runs_machine_and_commits():
     data = {"experiment": "relu_tanh", "commit": "a" * 40, "created": "2026-11-29T10:00:00+00:00",
             "machine": {"cpu": "AMD EPYC", "cpu_capability": "AVX2", "threads": 2, "torch": "2.14.1", "device": "cpu"},
             "runs": [{"config": {"lr": lr}, "seed": s, "train_examples": 55000, "seconds": 1800.0}
                      for lr in (0.1, 0.01) for s in (0, 1, 2)]}
-    assert describe(data) == ("relu_tanh: 6 runs (2 configurations x seeds [0, 1, 2]), 55,000 training images each; "
+    assert provenance(data) == ("relu_tanh: 6 runs (2 configurations x seeds [0, 1, 2]), 55,000 training images each; "
                               "AMD EPYC (AVX2), 2 threads, torch 2.14.1, cpu; 3.0 hours; commit aaaaaaa, 2026-11-29")
     for run, commit in zip(data["runs"], ["a" * 40, "a" * 40, "b" * 40, "a" * 40, "b" * 40, "c" * 40]):
         run["commit"] = commit  # a command resumed at two later commits
-    assert describe(data).endswith("3.0 hours; commits aaaaaaa, bbbbbbb, ccccccc, 2026-11-29")
+    assert provenance(data).endswith("3.0 hours; commits aaaaaaa, bbbbbbb, ccccccc, 2026-11-29")
 
 
 def test_four_layer_cnn_has_four_weighted_layers_and_no_normalisation():
@@ -250,7 +241,7 @@ def test_four_layer_cnn_has_four_weighted_layers_and_no_normalisation():
     weighted = [m for m in net if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
     assert len(weighted) == 4 and not any(isinstance(m, torch.nn.BatchNorm2d) for m in net)
     assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
-    with pytest.raises(ValueError, match="activation must be one of"):
+    with pytest.raises(ValueError, match="unknown activation 'sigmoid'"):
         relu_tanh.four_layer_cnn("sigmoid")
 
 
@@ -291,7 +282,9 @@ def test_speedrun_contributions_table_and_protocol():
     runs = [fake("full recipe", 0, 0.93), fake("full recipe", 1, 0.94), fake("no EMA", 0, 0.92),
             fake("no EMA", 1, 0.95), fake("no whitening", 0, 0.0, diverged=True)]
     gains = speedrun.contribution(runs)
-    assert gains == {"no EMA": pytest.approx([0.01, -0.01]), "no whitening": pytest.approx([0.93])}
+    assert gains == {"no EMA": pytest.approx([0.01, -0.01]), "no whitening": pytest.approx([0.93])}  # diverged: 0
+    runs_full_diverged = [fake("full recipe", 0, 0.0, diverged=True), *runs[1:]]  # seed 0: nothing to compare with
+    assert speedrun.contribution(runs_full_diverged) == {"no EMA": pytest.approx([-0.01])}
     table = speedrun.table(runs)
     assert table.loc["full recipe", "val acc"] == pytest.approx(0.935) and table.loc["no whitening", "diverged"] == 1
     assert table.loc["no EMA", "train error"] == pytest.approx(0.055)
@@ -304,14 +297,6 @@ def test_speedrun_contributions_table_and_protocol():
     assert full["amp"] is None and full["epochs"] == speedrun.EPOCHS > 1 and json.loads(json.dumps(full)) == full  # resumable as stored
 
 
-def test_degradation_networks_are_the_papers_at_width_16():
-    for depth in (20, 56):
-        ours, paper = degradation.cifar_network(depth, "residual", 16), cifar_resnet(depth)
-        assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in paper.state_dict().items()}
-    plain, residual = degradation.cifar_network(20, "plain"), degradation.cifar_network(20, "residual")
-    assert sum(p.numel() for p in plain.parameters()) == sum(p.numel() for p in residual.parameters())
-
-
 def learning_rates(optimizer: torch.optim.Optimizer, scheduler, steps: int) -> list[float]:
     """The first group's rate at each of ``steps`` optimizer steps, the scheduler stepped after each."""
     rates = []
@@ -320,6 +305,20 @@ def learning_rates(optimizer: torch.optim.Optimizer, scheduler, steps: int) -> l
         optimizer.step()
         scheduler.step()
     return rates
+
+
+def test_degradation_and_bag_of_tricks_networks():
+    """The parameter counts measured from the networks before they became ``small_resnet`` calls
+    (tests/test_resnet.py holds their state_dict layouts)."""
+    def count(model):
+        return sum(p.numel() for p in model.parameters())
+
+    plain, residual = degradation.cifar_network(20, "plain"), degradation.cifar_network(20, "residual")
+    assert (plain.shortcut, residual.shortcut, count(plain), count(residual)) == ("none", "zero_pad", 67_906, 67_906)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        degradation.cifar_network(20, "dense")
+    assert count(bag_of_tricks.network(8, resnet_d=False)) == 77_858
+    assert count(bag_of_tricks.network(8, resnet_d=True, blocks=2)) == 176_670
 
 
 def test_degradation_paper_sgd_warms_up_to_0_1_then_decays_to_0():
@@ -484,7 +483,7 @@ def test_command_line_lists_and_names_errors(capsys):
     assert all(name in listed for name in EXPERIMENTS)
     with pytest.raises(SystemExit, match="unknown experiment 'relu'. Did you mean 'relu_tanh'"):
         main(["relu"])
-    with pytest.raises(ValueError, match="Known: relu_tanh"):
+    with pytest.raises(ValueError, match="Known experiments: .*relu_tanh"):
         get_experiment("nothing")
 
 

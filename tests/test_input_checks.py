@@ -1,4 +1,4 @@
-"""The input diagnosis: the smallest input found by dry runs is the one a real forward pass accepts."""
+"""The input diagnosis: the smallest input found by forward passes on the meta device is the one a real forward pass accepts."""
 
 import pytest
 import torch
@@ -48,7 +48,7 @@ def test_problems_name_the_layer_and_leave_the_model_as_it_was():
     problem = input_size_problem(model, 6, 6)
     assert "too small for Stack" in problem and "'features.2'" in problem and "11x11" in problem  # 6 -> 2 -> pool 3
     assert input_size_problem(model, 11, 11) is None and model.training
-    assert input_size_problem(Stack().double(), 6, 6) == problem  # dry runs in the model's own dtype
+    assert input_size_problem(Stack().double(), 6, 6) == problem  # meta-device passes in the model's own dtype
     with pytest.raises(ValueError, match="too small for Stack"):
         model(torch.zeros(2, 1, 6, 6))
 

@@ -67,6 +67,23 @@ def test_differences_pair_each_configuration_with_the_baseline_of_its_seed():
     label = lambda config: config["kind"]  # noqa: E731
     assert report.differences(runs, label) == {"plain": pytest.approx([0.05, -0.10]), "teacher": pytest.approx([0.15])}
     assert report.differences(runs, label, skip=("teacher",)) == {"plain": pytest.approx([0.05, -0.10])}
+    error = lambda run: 1 - run["test_acc"]  # noqa: E731
+    assert report.differences(runs, label, baseline="plain", metric=error) == {
+        "baseline": pytest.approx([0.05, -0.10]), "teacher": pytest.approx([-0.10])}
+
+
+def test_differences_of_diverged_runs():
+    """A diverged baseline leaves its seed out; a diverged configuration is left out, or counts as
+    ``diverged_as``."""
+    def run(kind, seed, acc):
+        return {"config": {"kind": kind}, "seed": seed,
+                **({"test_acc": None, "diverged": "loss nan"} if acc is None else {"test_acc": acc})}
+    runs = [run("baseline", 0, 0.80), run("baseline", 1, None), run("mixup", 0, None), run("mixup", 1, 0.70),
+            run("cosine", 0, 0.85)]
+    label = lambda config: config["kind"]  # noqa: E731
+    assert report.differences(runs, label) == {"cosine": pytest.approx([0.05])}
+    assert report.differences(runs, label, diverged_as=0.0) == {"mixup": pytest.approx([-0.80]),
+                                                                "cosine": pytest.approx([0.05])}
     ax = report.difference_figure({"plain": [0.05, -0.10, 0.02]}, "title").axes[0]
     assert ax.patches[0].get_height() == pytest.approx(100 * (0.05 - 0.10 + 0.02) / 3)
     assert ax.get_title() == "title" and [t.get_text() for t in ax.get_xticklabels()] == ["plain"]

@@ -25,7 +25,7 @@ from cnnlib.lessons.widgets import SLIDERS, conv_explanation
 
 REPO = Path(__file__).resolve().parent.parent  # the kernel imports this checkout's cnnlib
 LESSON = REPO / "notebooks" / "01_convolution_arithmetic.ipynb"
-IMPORTS_CELL = "from cnnlib import widgets"  # how the cells to run are found, by their source
+IMPORTS_CELL = "from cnnlib.lessons import widgets"  # how the cells to run are found, by their source
 EXPLORER_CELL = "widgets.conv_explorer("
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -38,18 +38,24 @@ if not CHROMIUM.exists():
     pytest.skip(f"needs Chromium at {CHROMIUM}: apt-get install -y chromium", allow_module_level=True)
 
 
-def wait_for_server(url: str, server: subprocess.Popen, log: Path) -> None:
+def wait_for_server(runtime: Path, server: subprocess.Popen, log: Path) -> str:
+    """The base URL of the server started with --port=0, once it answers: the port it bound is read
+    from the server's own record in its runtime folder (``jpserver-PID.json``)."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if server.poll() is not None:
             pytest.fail(f"JupyterLab exited with {server.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"JupyterLab did not answer {url} within {START_TIMEOUT_S} s:\n{log.read_text()}")
+        records = sorted(runtime.glob("jpserver-*.json"))
+        if records:
+            try:
+                url = f"http://127.0.0.1:{json.loads(records[0].read_text())['port']}"
+                with urllib.request.urlopen(f"{url}/api/status", timeout=2) as response:
+                    if response.status == 200:
+                        return url
+            except (OSError, ValueError, KeyError):  # not answering yet, or the record half written
+                pass
+        time.sleep(0.5)
+    pytest.fail(f"JupyterLab did not answer within {START_TIMEOUT_S} s:\n{log.read_text()}")
 
 
 def cell_index(nb: nbformat.NotebookNode, marker: str) -> int:
@@ -78,35 +84,33 @@ def lesson():
 
 
 @pytest.fixture
-def lab(tmp_path, lesson, free_port):
+def lab(tmp_path, lesson):
     """A JupyterLab serving tmp_path/root with the copy of lesson 01; yields its base URL."""
-    root, config = tmp_path / "root", tmp_path / "config"
+    root, config, runtime = tmp_path / "root", tmp_path / "config", tmp_path / "runtime"
     root.mkdir()
     nbformat.write(lesson, root / LESSON.name)
     write_settings(config, "apputils-extension", "notification",  # no news or update toasts
                    {"fetchNews": "false", "checkForUpdates": False, "doNotDisturbMode": True})
     write_settings(config, "notebook-extension", "tracker", {"windowingMode": "none"})  # every cell in the DOM
-    port = free_port
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         "JUPYTER_CONFIG_DIR": str(config),
-        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "JUPYTER_RUNTIME_DIR": str(runtime),
         "OMP_NUM_THREADS": "1",
     }
     log = tmp_path / "jupyterlab.log"
     with open(log, "w") as out:
         server = subprocess.Popen(
-            [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+            # --port=0: the server binds a free port itself and records it in the runtime folder
+            [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", "--port=0",
              "--ServerApp.port_retries=0", "--IdentityProvider.token=", "--ServerApp.password=",
              f"--ServerApp.root_dir={root}", *(["--allow-root"] if os.geteuid() == 0 else [])],
             env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
-        url = f"http://127.0.0.1:{port}"
-        wait_for_server(f"{url}/api/status", server, log)
-        yield url
+        yield wait_for_server(runtime, server, log)
     finally:
         server.terminate()  # JupyterLab shuts its kernels down on SIGTERM
         try:

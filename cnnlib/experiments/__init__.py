@@ -7,15 +7,14 @@ the test set for the final figure, 3 seeds) and write ``results/NAME.json`` (``r
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
-
-from cnnlib.files import course_folder
 
 from cnnlib.experiments import (alexnet_tricks, bag_of_tricks, d2l_accuracy, degradation, regularisers, relu_tanh,
                                 speedrun)
 from cnnlib.experiments.results import load
 from cnnlib.experiments.runner import Experiment, run_experiment
+from cnnlib.files import course_folder
+from cnnlib.models.registry import lookup
 
 EXPERIMENTS: dict[str, Experiment] = {experiment.name: experiment for experiment in (
     relu_tanh.EXPERIMENT, alexnet_tricks.EXPERIMENT, d2l_accuracy.GOOGLENET, degradation.EXPERIMENT,
@@ -23,13 +22,10 @@ EXPERIMENTS: dict[str, Experiment] = {experiment.name: experiment for experiment
 
 __all__ = ["EXPERIMENTS", "Experiment", "get_experiment", "load_results", "run_experiment"]
 
+
 def get_experiment(name: str) -> Experiment:
     """The experiment called ``name``."""
-    if name not in EXPERIMENTS:
-        close = difflib.get_close_matches(name, EXPERIMENTS, n=3)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ValueError(f"unknown experiment {name!r}.{hint} Known: {', '.join(EXPERIMENTS)} (--list describes them)")
-    return EXPERIMENTS[name]
+    return lookup(EXPERIMENTS, name, "experiment", advice="--list describes them.")
 
 
 def results_folder() -> Path:

@@ -1,4 +1,4 @@
-"""Lesson 02: AlexNet's local response normalisation, overlapping pooling and dropout, each removed.
+"""Lesson 02b: AlexNet's local response normalisation, overlapping pooling and dropout, each removed.
 
 The paper (Krizhevsky et al., 2012): LRN lowers the top-1 / top-5 error by 1.4 / 1.2 points
 (section 3.3), overlapping pooling by 0.4 / 0.3 (section 3.4); dropout "reduces overfitting
@@ -20,9 +20,9 @@ Protocol.
   the trained network on the training images in eval mode, minus the test accuracy) and the
   training-error curves (how much longer dropout takes to converge).
 
-Sizing (this project's AMD EPYC, AVX2, one thread of a shared machine): 110 CPU-seconds per epoch
-with LRN, 58 without; 4 configurations x 3 seeds x 8 epochs is about 9,500 CPU-seconds with the
-evaluations: about 90 minutes on an idle 2-core machine.
+Sizing: 4 configurations x 3 seeds x 8 epochs, 96 training epochs of the small AlexNet (an epoch
+with LRN about twice as long as one without); the measured seconds are in ``benchmarks/README.md``
+(Experiment sizing).
 """
 
 from __future__ import annotations
@@ -106,12 +106,7 @@ def removal_cost(runs: list[dict], error: Callable[[dict], float] = lambda run: 
     """Per trick switched off, seed by seed: its ``error`` (by default the test error) minus that
     of the network with all three: the points of error that the trick saves (the paper's figures
     are in ``references.ALEXNET``)."""
-    full = {r["seed"]: error(r) for r in runs if r["config"] == ALL_THREE}
-    cost: dict[str, list[float]] = {}
-    for r in runs:
-        if r["config"] != ALL_THREE and r["seed"] in full:
-            cost.setdefault(name(r["config"]), []).append(error(r) - full[r["seed"]])
-    return cost
+    return report.differences(runs, name, baseline=name(ALL_THREE), metric=error)
 
 
 def first_step(config: dict, images: torch.Tensor, labels: torch.Tensor, seed: int) -> dict[str, float]:
@@ -143,7 +138,12 @@ def dropout_slowdown(runs: list[dict]) -> list[float]:
     """Per seed: the epochs that the network with dropout needs to reach its own final running
     training error, over the epochs that the same network without dropout needs to reach it
     (``epochs_to_reach``, interpolated); the paper's "roughly doubles" is a ratio of 2. NaN where
-    the network without dropout never gets there."""
+    the network without dropout never gets there.
+
+    The numerator is the last epoch by construction (the level is the curve's own last value, which
+    a cosine schedule ending at 0 reaches at the end), and the running error is measured with
+    dropout on: the ratio says how late the network without dropout reaches that level, not how
+    long either takes to converge."""
     with_dropout = {r["seed"]: r["train_error"] for r in runs if r["config"] == ALL_THREE}
     ratios = []
     for r in sorted(runs, key=lambda r: r["seed"]):
@@ -155,5 +155,5 @@ def dropout_slowdown(runs: list[dict]) -> list[float]:
     return ratios
 
 
-EXPERIMENT = Experiment("alexnet_tricks", "02", "LRN, overlapping pooling and dropout: what each removal costs",
+EXPERIMENT = Experiment("alexnet_tricks", "02b", "LRN, overlapping pooling and dropout: what each removal costs",
                         configs, run, protocol, __doc__)

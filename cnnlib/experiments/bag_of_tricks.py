@@ -1,4 +1,4 @@
-"""Lesson 06: what each "Bag of Tricks" refinement buys, alone and stacked (He et al., 2018, Tables 5-6).
+"""Lesson 06b: what each "Bag of Tricks" refinement buys, alone and stacked (He et al., 2018, Tables 5-6).
 
 Protocol.
 - Student: a ResNet of four stages of one basic block at widths w, 2w, 4w, 8w (w = 8), 3x3 stem
@@ -22,13 +22,13 @@ Protocol.
   difference from the baseline; a difference whose interval contains 0 is within the noise.
   ``train_acc_eval`` (eval mode, no augmentation or mixup) gives the train-test gap.
 
-Sizing (measured: the committed runs, this project's AMD EPYC, AVX2, 2 threads, idle; a run's
-seconds): a student 172 to 215, the ResNet-D student about 260, a distilled student about 280 (the
-teacher's forward pass included), the teacher about 410, all changes stacked 387 to 431; the 33
-runs 2.3 hours: over the 90-minute target, because five epochs were taken as the least in which
-mixup and label smoothing are not simply cut short. Even so the student underfits at five (every
-configuration's mean train-test gap is below one point), so the regularisers act on no overfitting
-here: ``regularisers`` tests them on this student trained without augmentation and twice as long.
+Sizing: 11 configurations x 3 seeds, 33 runs of 5 epochs (a distilled student also runs the
+teacher's forward pass; the teacher, with twice the blocks, takes about twice a student's time);
+the measured seconds are in ``benchmarks/README.md`` (Experiment sizing). Five epochs were taken
+as the least in which mixup and label smoothing are not simply cut short. Even so the student
+underfits at five (every configuration's mean train-test gap is below one point), so the
+regularisers act on no overfitting here: ``regularisers`` tests them on this student trained
+without augmentation and twice as long.
 """
 
 from __future__ import annotations
@@ -36,12 +36,12 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from cnnlib.lessons.ablation import DISTILLATION, MODEL_TWEAK
 from cnnlib.experiments import report
 from cnnlib.experiments.protocol import Scale, train_and_record
 from cnnlib.experiments.runner import Context, Experiment, chosen_weights, save_weights
-from cnnlib.models.resnet import BasicBlock, ResNet
-from cnnlib.training.tricks import linear_scaled_lr, training_recipe, warmup_cosine_factor
+from cnnlib.models.resnet import ResNet, small_resnet
+from cnnlib.training.tricks import (DISTILLATION, MODEL_TWEAK, linear_scaled_lr, linear_warmup_factor, training_recipe,
+                                   warmup_cosine_factor)
 from cnnlib.lessons.viz import Figure
 
 WIDTH, EPOCHS, BATCH, WEIGHT_DECAY = 8, 5, 128, 1e-4
@@ -52,10 +52,15 @@ STACKED = [*TEACHER_CHANGES, DISTILLATION]
 
 
 def network(width: int, resnet_d: bool, blocks: int = 1) -> ResNet:
-    """The student (``blocks=1``) or the teacher (``blocks=2``), with or without the ResNet-D tweak."""
-    stem = dict(stem_type="deep", avg_down=True, stem_width=width // 2) if resnet_d else dict(stem_width=width)
-    return ResNet(BasicBlock, (blocks,) * 4, 10, 1, widths=(width, 2 * width, 4 * width, 8 * width),
-                  small_input=True, **stem)
+    """The student (``blocks=1``) or the teacher (``blocks=2``): four stages at widths w, 2w, 4w, 8w.
+
+    Args:
+        width: the first stage's width w.
+        resnet_d: the ResNet-D tweak (Bag of Tricks, section 4.2): deep stem, average-pool shortcut.
+        blocks: basic blocks per stage.
+    """
+    widths = (width, 2 * width, 4 * width, 8 * width)
+    return small_resnet((blocks,) * 4, widths, stem_type="deep" if resnet_d else "default", avg_down=resnet_d)
 
 
 def schedule_factor(step: int, total_steps: int, warmup_steps: int, cosine: bool) -> float:
@@ -63,8 +68,7 @@ def schedule_factor(step: int, total_steps: int, warmup_steps: int, cosine: bool
     or the baseline's division by 10 at each of ``STEP_MILESTONES`` (fractions of ``total_steps``)."""
     if cosine:
         return warmup_cosine_factor(step, warmup_steps, total_steps)
-    ramp = (step + 1) / warmup_steps if step < warmup_steps else 1.0
-    return ramp * 0.1 ** sum(step >= m * total_steps for m in STEP_MILESTONES)
+    return linear_warmup_factor(step, warmup_steps) * 0.1 ** sum(step >= m * total_steps for m in STEP_MILESTONES)
 
 
 def protocol(scale: Scale) -> dict:
@@ -138,5 +142,5 @@ def figure(runs: list[dict]) -> Figure:
     return report.difference_figure(differences(runs), "Each change against the baseline, 95% intervals")
 
 
-EXPERIMENT = Experiment("bag_of_tricks", "06", "each refinement alone and all stacked, against the baseline",
+EXPERIMENT = Experiment("bag_of_tricks", "06b", "each refinement alone and all stacked, against the baseline",
                         configs, run, protocol, __doc__)

@@ -17,11 +17,9 @@ Protocol.
 - Report: test accuracy, mean and 95% interval over seeds, beside d2l's; the multiply-accumulates
   per image at 28x28 beside those of the same layout at d2l's 96x96 (``multiply_accumulates``).
 
-Sizing (this project's AMD EPYC, AVX2, one thread of a shared machine, CPU-seconds per epoch):
-GoogLeNet 297, ResNet-18 742. GoogLeNet: 3 seeds x 10 epochs, about 9,000 CPU-seconds; ResNet-18:
-3 seeds x 4 epochs, about 8,900: each about 90 minutes on an idle 2-core machine. Measured (the
-committed runs, 2 threads): a GoogLeNet run 1,457 to 1,656 s, so each configuration about 80
-minutes and both 2.5 hours.
+Sizing: GoogLeNet 3 seeds x 10 epochs, ResNet-18 3 seeds x 4 epochs (a ResNet-18 epoch at its
+resolution about 2.5 times a GoogLeNet one); the measured seconds are in ``benchmarks/README.md``
+(Experiment sizing).
 """
 
 from __future__ import annotations

@@ -18,10 +18,9 @@ Protocol.
   and ``train_acc_eval`` at the end; degradation is plain-56 above plain-20, and its cure is
   residual-56 at or below residual-20.
 
-Sizing (this project's AMD EPYC, AVX2, one thread of a shared machine, CPU-seconds per epoch):
-plain-20 96, residual-20 108, plain-56 413, residual-56 406; 4 networks x 3 seeds x 3 epochs is
-about 9,500 CPU-seconds with the evaluations: about 90 minutes on an idle 2-core machine. Three
-epochs are 1,290 iterations, where the paper's figure 6 already separates the curves.
+Sizing: 4 networks x 3 seeds x 3 epochs, 36 training epochs (a 56-layer network's epoch about four
+times a 20-layer one's); the measured seconds are in ``benchmarks/README.md`` (Experiment
+sizing). Three epochs are 1,290 iterations, where the paper's figure 6 already separates the curves.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ import torch
 from cnnlib.experiments import report
 from cnnlib.experiments.protocol import Scale, train_and_record
 from cnnlib.experiments.runner import Context, Experiment
-from cnnlib.models.resnet import BasicBlock, ResNet
+from cnnlib.models.resnet import ResNet, cifar_resnet
 from cnnlib.training.tricks import warmup_cosine
 from cnnlib.lessons.viz import Figure
 
@@ -41,14 +40,16 @@ SHORTCUTS = {"plain": "none", "residual": "zero_pad"}
 
 
 def cifar_network(depth: int, kind: str, width: int = WIDTH) -> ResNet:
-    """The paper's 6n + 2-layer CIFAR network at stage widths (w, 2w, 4w): ``cifar_resnet`` when w = 16."""
+    """The paper's 6n + 2-layer CIFAR network (section 4.2) at stage widths (w, 2w, 4w).
+
+    Args:
+        depth: 6n + 2 (20, 32, 44, 56, 110, ...).
+        kind: "plain" (no shortcuts) or "residual" (option A shortcuts).
+        width: the first stage's width w (the paper's: 16).
+    """
     if kind not in SHORTCUTS:
         raise ValueError(f"kind must be one of {sorted(SHORTCUTS)}, got {kind!r}")
-    if depth < 8 or (depth - 2) % 6:
-        raise ValueError(f"depth must be 6n + 2 (20, 32, 44, 56, 110, ...), got {depth}")
-    n = (depth - 2) // 6
-    return ResNet(BasicBlock, (n, n, n), 10, 1, widths=(width, 2 * width, 4 * width), stem_width=width,
-                  small_input=True, shortcut=SHORTCUTS[kind])
+    return cifar_resnet(depth, width=width, shortcut=SHORTCUTS[kind])
 
 
 def protocol(scale: Scale) -> dict:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -71,7 +72,7 @@ class Splits:
                              device="cpu")
         return train, self.eval_loader("val", resize), self.eval_loader("test", resize)
 
-    def eval_loader(self, split: str, resize: int | None = None) -> DeviceLoader:
+    def eval_loader(self, split: Literal["train", "val", "test"], resize: int | None = None) -> DeviceLoader:
         """A loader for measuring accuracy on ``split`` ("train", "val" or "test"): in order, no augmentation."""
         return DeviceLoader(getattr(self, split), EVAL_BATCH, shuffle=False, resize=resize, device="cpu")
 

@@ -1,4 +1,4 @@
-"""Lesson 06: label smoothing, mixup and distillation on a student that overfits (He et al., 2018, section 5).
+"""Lesson 06b: label smoothing, mixup and distillation on a student that overfits (He et al., 2018, section 5).
 
 ``bag_of_tricks`` tests every refinement on a student that underfits (crops and flips, five epochs:
 its train-test gap stays below a point), so the three regularisers have nothing to act on there.
@@ -15,25 +15,24 @@ Protocol.
 - The teacher is the baseline run with the highest final validation accuracy (a choice made on the
   validation split), so it has the student's own size: "born-again" distillation (Furlanello et al.,
   2018), not the paper's larger teacher. What distillation can add here is what its soft targets
-  carry, not a stronger network's knowledge; a larger teacher trained to this recipe would cost
-  about 40 minutes more than the budget. Its weights are kept in ``results/regularisers.artifacts/``.
+  carry, not a stronger network's knowledge; a larger teacher trained to this recipe would need
+  runs beyond this experiment's budget. Its weights are kept in ``results/regularisers.artifacts/``.
 - Report: per configuration, the test accuracy and the train-test gap (training accuracy in
   evaluation mode minus test accuracy), means and spreads over seeds; per regulariser, its test
   accuracy minus the baseline's seed by seed with a 95% interval; within the noise if it contains 0.
 
-Sizing (measured: the committed runs, this project's AMD EPYC, AVX2, 2 threads): a run 375 to 501 s
-(distillation the longest, the teacher's forward pass included), the 12 runs 1.5 hours.
+Sizing: 4 configurations x 3 seeds, 12 runs of 10 epochs (distillation the longest: the teacher's
+forward pass); the measured seconds are in ``benchmarks/README.md`` (Experiment sizing).
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from cnnlib.lessons.ablation import DISTILLATION
 from cnnlib.experiments import bag_of_tricks, report
 from cnnlib.experiments.protocol import Scale, train_and_record
 from cnnlib.experiments.runner import Context, Experiment, chosen_weights, save_weights
-from cnnlib.training.tricks import linear_scaled_lr, training_recipe
+from cnnlib.training.tricks import DISTILLATION, linear_scaled_lr, training_recipe
 from cnnlib.lessons.viz import Figure
 
 EPOCHS, BATCH = 10, 128
@@ -93,5 +92,5 @@ def figure(runs: list[dict]) -> Figure:
     return report.difference_figure(differences(runs), "Each regulariser against the baseline, 95% intervals")
 
 
-EXPERIMENT = Experiment("regularisers", "06", "label smoothing, mixup and distillation on a student that overfits",
+EXPERIMENT = Experiment("regularisers", "06b", "label smoothing, mixup and distillation on a student that overfits",
                         configs, run, protocol, __doc__)

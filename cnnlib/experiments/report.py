@@ -7,7 +7,7 @@ from collections.abc import Callable, Hashable
 
 import pandas as pd
 
-from cnnlib.experiments.stats import curves, group_runs, interval
+from cnnlib.experiments.stats import Curve, curves, group_runs, interval
 from cnnlib.lessons.viz import Figure, plot_bars, plot_lines
 
 Metric = Callable[[dict], float]
@@ -17,7 +17,14 @@ def table(runs: list[dict], index: Callable[[dict], Hashable], metrics: dict[str
           index_names: list[str] | None = None) -> pd.DataFrame:
     """One row per configuration, labelled ``index(config)``: its ``runs``, how many ``diverged``,
     then each metric's mean over the finished runs and, in a column ``NAME std``, their sample
-    standard deviation (NaN for one run; a mean is inf when a run's metric is)."""
+    standard deviation (NaN for one run; a mean is inf when a run's metric is).
+
+    Args:
+        runs: the results file's runs.
+        index: a configuration's row label.
+        metrics: column name -> the figure of one finished run.
+        index_names: the names of the index levels (one, or one per part of a tuple label).
+    """
     rows = {}
     for group in group_runs(runs).values():
         finished = [run for run in group if not run.get("diverged")]
@@ -43,7 +50,13 @@ def with_spread(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
 def intervals(values: dict[str, list[float]], digits: int = 4, index_name: str | None = None) -> pd.DataFrame:
     """One row per name: its values as measured (``per seed``), then ``interval``'s n, mean and 95%
     bounds (``low``, ``high``), all rounded to ``digits``, and where the interval lies: ``above 0``,
-    ``below 0``, or ``contains 0`` (within the noise; also for a single value, which has no interval)."""
+    ``below 0``, or ``contains 0`` (within the noise; also for a single value, which has no interval).
+
+    Args:
+        values: name -> its values, one per seed (e.g. ``differences``).
+        digits: the rounding of every figure shown.
+        index_name: the title of the index column.
+    """
     rows = {}
     for name, measured in values.items():
         spread = interval(measured)
@@ -54,10 +67,18 @@ def intervals(values: dict[str, list[float]], digits: int = 4, index_name: str |
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis(index_name)
 
 
-def figure(runs: list[dict], label: Callable[[dict], str], key: str = "train_error", ylabel: str = "training error",
+def figure(runs: list[dict], label: Callable[[dict], str], key: Curve = "train_error", ylabel: str = "training error",
            title: str | None = None, threshold: float | None = None) -> Figure:
     """Per configuration, the per-epoch curve ``key`` (mean over seeds, error bars of one standard
-    deviation), labelled ``label(config)`` with its number of seeds; ``threshold`` as a dashed line."""
+    deviation), labelled ``label(config)`` with its number of seeds.
+
+    Args:
+        runs: the results file's runs (diverged ones, without a curve, are left out).
+        label: a configuration's name in the legend.
+        key: which per-epoch list of a run to draw.
+        ylabel, title: the axis label and the figure's title.
+        threshold: a level drawn as a dashed line (None: none).
+    """
     series, spread = {}, {}
     for curve in curves(runs, key):
         name = f"{label(curve['config'])}, {curve['seeds']} seeds"
@@ -69,14 +90,28 @@ def figure(runs: list[dict], label: Callable[[dict], str], key: str = "train_err
 
 
 def differences(runs: list[dict], label: Callable[[dict], str], baseline: str = "baseline",
-                skip: tuple[str, ...] = ()) -> dict[str, list[float]]:
-    """Per configuration (``label``) other than ``baseline`` and ``skip``, its test accuracy minus the
-    baseline's, seed by seed (seeds without a baseline run are left out)."""
-    base = {r["seed"]: r["test_acc"] for r in runs if label(r["config"]) == baseline}
+                skip: tuple[str, ...] = (), metric: Metric = lambda run: run["test_acc"],
+                diverged_as: float | None = None) -> dict[str, list[float]]:
+    """Per configuration other than ``baseline`` and ``skip``, seed by seed: its ``metric`` minus the
+    ``baseline``'s of the same seed, ``metric(run) - metric(baseline run)``.
+
+    Args:
+        runs: the results file's runs (``config``, ``seed``, the figures, ``diverged`` when it did).
+        label: a configuration's name; ``baseline`` and ``skip`` are such names.
+        baseline: the configuration every other one is compared with.
+        skip: configurations left out of the answer.
+        metric: the figure of a finished run compared (default: its test accuracy).
+        diverged_as: the ``metric`` a diverged run counts as (e.g. 0.0 for an accuracy: it learned
+            nothing); None leaves diverged runs out. A seed whose baseline diverged, or that has no
+            baseline run, is always left out: there is nothing to compare with.
+    """
+    base = {r["seed"]: metric(r) for r in runs if label(r["config"]) == baseline and not r.get("diverged")}
     out: dict[str, list[float]] = {}
     for r in runs:
-        if r["seed"] in base and label(r["config"]) not in (baseline, *skip):
-            out.setdefault(label(r["config"]), []).append(r["test_acc"] - base[r["seed"]])
+        name = label(r["config"])
+        if name in (baseline, *skip) or r["seed"] not in base or (measured := diverged_as if r.get("diverged") else metric(r)) is None:
+            continue
+        out.setdefault(name, []).append(measured - base[r["seed"]])
     return out
 
 

@@ -159,7 +159,7 @@ def load(path: str | os.PathLike) -> dict:
     return json.loads(Path(path).read_text())
 
 
-def describe(data: dict) -> str:
+def provenance(data: dict) -> str:
     """Where a results document's figures come from, in one line: runs, seeds, training images,
     the machine and the commit, or every commit its runs were made at when a resumed command ran
     at several (the file's own first)."""

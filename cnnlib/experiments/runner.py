@@ -78,7 +78,7 @@ def artifacts_dir(out: str | os.PathLike) -> Path:
     return out.with_name(out.stem + ".artifacts")
 
 
-def describe(record: dict) -> str:
+def run_outcome(record: dict) -> str:
     """One line about a finished run: its final figures, or why it has none."""
     if record.get("diverged"):
         return f"diverged after {record['seconds']:.0f} s"
@@ -88,7 +88,17 @@ def describe(record: dict) -> str:
 
 def run_experiment(experiment: Experiment, out: str | os.PathLike, seeds: int = 3, smoke: bool = False,
                    command: str = "", splits: Splits | None = None, progress: bool = True) -> ResultsFile:
-    """Run every (configuration, seed) of ``experiment`` not yet in ``out``; return the results."""
+    """Run every (configuration, seed) of ``experiment`` not yet in ``out``; return the results.
+
+    Args:
+        experiment: what to run (its configurations, its run function, its protocol).
+        out: the results file, created or resumed (its protocol must be the experiment's).
+        seeds: seeds 0 to seeds - 1 of every configuration.
+        smoke: the tiny scale of a check that the code runs (``protocol.Scale``), not a result.
+        command: the command line, kept in the results file.
+        splits: the data (default: the protocol's splits, ``Splits.load``).
+        progress: show a progress bar and a line per finished run.
+    """
     if seeds < 1:
         raise ValueError(f"seeds must be at least 1, got {seeds}")
     scale = Scale.of(smoke)
@@ -106,5 +116,5 @@ def run_experiment(experiment: Experiment, out: str | os.PathLike, seeds: int = 
             record = experiment.run(config, seed, context)
             results.add({"config": config, "seed": seed, **record})
             bar.update()
-            bar.write(f"{config_label(config)}, seed {seed}: {describe(record)}")
+            bar.write(f"{config_label(config)}, seed {seed}: {run_outcome(record)}")
     return results

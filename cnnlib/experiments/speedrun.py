@@ -5,9 +5,9 @@ Protocol.
   so that runs of a retuned recipe are never mixed with these), shortened to ``EPOCHS`` (the
   same one-epoch warmup, the cosine decay over the rest), in fp32 (``amp=None``) so that CPUs
   with and without native bfloat16 compute the same arithmetic, on the CPU. Four epochs are
-  what the speedrun's goal allows: 5 minutes at the recipe's 830 examples/s on 2 cores is 4.1
-  passes over 60,000 images; what an ingredient buys is measured at that budget, not at the 12
-  epochs of ``benchmarks/speedrun.py``.
+  what the speedrun's five-minute goal allows on the course's 2-core CPU (the throughput behind
+  it: ``benchmarks/README.md``); what an ingredient buys is measured at that budget, not at the
+  12 epochs of ``benchmarks/speedrun.py``.
 - Configurations: the full recipe and each variant of ``cnnlib.training.speedrun_recipe.ABLATIONS`` (one
   ingredient switched off); 3 seeds each.
 - Data: the protocol's split (``protocol.train_val_split``): trained on 55,000 images, the
@@ -17,11 +17,9 @@ Protocol.
   (``contribution``: what switching the ingredient off costs, in points of accuracy); the test
   accuracy for the record.
 
-Sizing (this project's AMD EPYC, AVX2, 2 threads, idle): 4 epochs of the recipe on MNIST's 60,000
-images, with an evaluation after each, took 320 to 342 s (``benchmarks/speedrun.py --dataset mnist
---epochs 4``, 3 seeds); here about 5 minutes a run, and 7 configurations x 3 seeds about 105
-minutes. On a CPU with native bfloat16 the protocol still computes in fp32, on the CPU: measured on
-2 cores of an AMD EPYC with AVX-512, 124 to 138 s a run, the 21 runs in 47 minutes.
+Sizing: 7 configurations x 3 seeds, 21 runs of 4 epochs on 55,000 images with an evaluation after
+each epoch, in fp32 on the CPU whatever the CPU; the measured seconds are in
+``benchmarks/README.md`` (Experiment sizing).
 """
 
 from __future__ import annotations
@@ -92,14 +90,10 @@ def table(runs: list[dict]) -> pd.DataFrame:
 
 def contribution(runs: list[dict]) -> dict[str, list[float]]:
     """Per ingredient switched off, seed by seed: the full recipe's final validation accuracy minus
-    the variant's (above 0: the ingredient helps)."""
-    full = {r["seed"]: r["val_acc"][-1] for r in runs if r["config"]["variant"] == FULL and r["val_acc"]}
-    gains: dict[str, list[float]] = {}
-    for r in runs:
-        if r["config"]["variant"] != FULL and r["seed"] in full:
-            off = r["val_acc"][-1] if r["val_acc"] else 0.0  # a diverged variant: the ingredient is needed
-            gains.setdefault(name(r["config"]), []).append(full[r["seed"]] - off)
-    return gains
+    the variant's (above 0: the ingredient helps). A diverged variant counts as accuracy 0 (the
+    ingredient is needed); a seed whose full recipe diverged is left out."""
+    cost = report.differences(runs, name, baseline=FULL, metric=lambda r: r["val_acc"][-1], diverged_as=0.0)
+    return {variant: [-d for d in values] for variant, values in cost.items()}
 
 
 def figure(runs: list[dict]) -> Figure:

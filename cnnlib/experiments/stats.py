@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from typing import Literal
 
 from scipy import stats as scipy_stats
 
@@ -38,27 +39,10 @@ def group_runs(runs: Iterable[dict]) -> dict[str, list[dict]]:
     return groups
 
 
-def summary(runs: Iterable[dict], metrics: dict[str, Callable[[dict], float]] | None = None) -> list[dict]:
-    """One row per configuration: its config, number of seeds and the ``interval`` of each metric.
-
-    ``metrics`` maps a name to a function of one run; the default is the final test accuracy,
-    the final training error, the final validation accuracy and the train-test gap.
-    """
-    metrics = metrics or {
-        "test_acc": lambda run: run["test_acc"],
-        "final_train_error": lambda run: run["train_error"][-1],
-        "final_val_acc": lambda run: run["val_acc"][-1],
-        "gap": lambda run: (1 - run["train_error"][-1]) - run["test_acc"],
-    }
-    rows = []
-    for group in group_runs(runs).values():
-        row = {"config": group[0]["config"], "seeds": len(group)}
-        row.update({name: interval(metric(run) for run in group) for name, metric in metrics.items()})
-        rows.append(row)
-    return rows
+Curve = Literal["train_error", "train_loss", "val_acc"]  # the per-epoch lists of a run
 
 
-def curves(runs: Iterable[dict], key: str = "train_error") -> list[dict]:
+def curves(runs: Iterable[dict], key: Curve = "train_error") -> list[dict]:
     """Per configuration, a per-epoch curve (``key``: train_error, train_loss or val_acc) over seeds:
     ``{config, seeds, mean: [...], std: [...]}`` with the sample standard deviation per epoch
     (NaN for one seed), for plotting with error bars. Diverged runs (no curve) are left out."""

@@ -3,8 +3,8 @@
 Each row of the table adds one change to all the changes above it and trains a fresh model
 from the same seed: the difference between two consecutive rows is what that change bought.
 A change is a trick name of `cnnlib.training.tricks.TRICKS`, or one of two that are not training
-options: "resnet-d" (the model tweak, asked of the model builder) and "distillation" (a
-trained teacher, given to the loss)::
+options (`cnnlib.training.tricks.MODEL_TWEAK` and `DISTILLATION`): "resnet-d" (the model tweak,
+asked of the model builder) and "distillation" (a trained teacher, given to the loss)::
 
     rows = run_ablation(make_model, train, test, epochs=2, lr=0.05, teacher=teacher, weight_decay=1e-4)
     pandas.DataFrame(rows)
@@ -13,13 +13,12 @@ trained teacher, given to the loss)::
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from typing import Literal
 
 from torch import nn
 
 from cnnlib.training.loop import fit, seed_everything
-from cnnlib.training.tricks import TRICKS, training_recipe
-
-MODEL_TWEAK, DISTILLATION = "resnet-d", "distillation"
+from cnnlib.training.tricks import DISTILLATION, MODEL_TWEAK, TRICKS, training_recipe
 
 # The rows of the paper's Tables 5 and 6, in its order: the model tweak, then the efficient
 # training of section 3, then the refinements of section 5.
@@ -57,15 +56,22 @@ def run_ablation(
     stack: Iterable[tuple[str, Sequence[str]]] = STACK,
     teacher: nn.Module | None = None,
     seed: int = 0,
-    amp: str | None = "auto",
+    amp: Literal["auto", "bf16", "fp16", "off"] | None = "auto",
     **recipe,
 ) -> list[dict]:
     """Train one model per row of `cumulative(stack)` and return one dict per row:
     ``{"row", "test_acc", "train_loss", "seconds"}`` (final epoch; seconds: the whole `fit`, evaluation included).
+    Every row reseeds with `seed` first, so the rows differ by their changes, not by their random draws.
 
-    `make_model(resnet_d)` builds the network, with the ResNet-D tweak or without. `recipe`:
-    `cnnlib.training.tricks.training_recipe`'s keywords (lr, weight_decay, warmup_epochs, ...). Every row
-    reseeds with `seed` first, so the rows differ by their changes, not by their random draws.
+    Args:
+        make_model: `make_model(resnet_d)` builds the network, with the ResNet-D tweak or without.
+        train_loader, test_loader: the batches `fit` trains on and measures with.
+        epochs: the training length of every row.
+        stack: the rows, each a label and the changes it adds (default: the paper's `STACK`).
+        teacher: the trained teacher of the "distillation" row (needed when the stack has one).
+        seed: the seed every row starts from.
+        amp: `fit`'s mixed precision ("auto", "bf16", "fp16", or "off" / None for fp32).
+        **recipe: `cnnlib.training.tricks.training_recipe`'s keywords (lr, weight_decay, warmup_epochs, ...).
     """
     plan, rows = cumulative(stack), []
     if teacher is None and any(DISTILLATION in changes for _, changes in plan):

@@ -15,7 +15,14 @@ __all__ = ["confusion_matrix", "most_confused", "show_mistakes"]
 
 
 def confusion_matrix(model: nn.Module, loader: Iterable, num_classes: int, device=None) -> torch.Tensor:
-    """Counts [K, K] int64 on the CPU: entry (i, j) = examples of true class i predicted as j."""
+    """Counts [K, K] int64 on the CPU: entry (i, j) = examples of true class i predicted as j.
+
+    Args:
+        model: the classifier, run in evaluation mode on every batch.
+        loader: batches (x, y).
+        num_classes: K.
+        device: where the model runs (None: the device of its parameters).
+    """
     counts = torch.zeros(num_classes * num_classes, dtype=torch.int64)
     for _, y, predicted in predict(model, loader, device):
         counts += torch.bincount((y * num_classes + predicted).cpu(), minlength=num_classes * num_classes)
@@ -33,7 +40,16 @@ def most_confused(matrix: torch.Tensor, k: int = 3) -> list[tuple[int, int, int]
 
 def show_mistakes(model: nn.Module, loader: Iterable, class_names: Sequence[str], true: int, predicted: int,
                   n: int = 8, device=None) -> Figure:
-    """The first `n` images of class `true` that the model takes for `predicted` (``viz.show_images``)."""
+    """The first `n` images of class `true` that the model takes for `predicted` (``viz.show_images``).
+
+    Args:
+        model: the classifier, run in evaluation mode.
+        loader: batches (x, y), searched in order.
+        class_names: the names of the K classes, for the titles.
+        true, predicted: the pair of classes (indices), e.g. from ``most_confused``.
+        n: at most this many images.
+        device: where the model runs (None: the device of its parameters).
+    """
     found: list[torch.Tensor] = []
     for x, y, guess in predict(model, loader, device):
         found.extend(x[(y == true) & (guess == predicted)].cpu())

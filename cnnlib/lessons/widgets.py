@@ -3,6 +3,10 @@
 Lesson 01: ``conv_explorer()`` shows how kernel, stride, padding and dilation set the output
 size of a convolution, and where the window sits for each output position. The arithmetic, its
 checks and its notation are those of ``cnnlib.models.layers``; this module only presents them.
+
+Throughout, ``n, kernel, stride, padding, dilation`` are the arguments of
+``cnnlib.models.layers.conv_out_size`` (the input's side n, then k, s, p, d), and ``step`` is an
+output position counted row by row (0 .. o*o - 1 for an o x o output).
 """
 
 from __future__ import annotations

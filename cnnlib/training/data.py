@@ -71,6 +71,9 @@ def mnist(train: bool = True, root: str | os.PathLike | None = None) -> datasets
     """MNIST (LeCun et al., 1998): 60,000 train / 10,000 test 28x28 handwritten digits."""
     return _load(datasets.MNIST, train, root)
 
+# The datasets by the names the command lines take (``--dataset``).
+DATASETS = {"fashion-mnist": fashion_mnist, "mnist": mnist}
+
 
 def _load(cls: type[datasets.MNIST], train: bool, root: str | os.PathLike | None) -> datasets.MNIST:
     root = data_root(root)

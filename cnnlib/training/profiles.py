@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields, replace
+from typing import Literal, cast
 
 import torch
 
-PROFILES = ("smoke", "cpu", "full")
+Profile = Literal["smoke", "cpu", "full"]
+PROFILES: tuple[Profile, ...] = ("smoke", "cpu", "full")
 
 CPU_EPOCHS, CPU_TRAIN_SUBSET, CPU_TEST_SUBSET = 3, 6000, 2000
 SMOKE_EPOCHS, SMOKE_TRAIN_SUBSET, SMOKE_TEST_SUBSET, SMOKE_MAX_RESIZE = 1, 512, 256, 32
@@ -59,7 +61,7 @@ def choose_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def active_profile() -> str:
+def active_profile() -> Profile:
     """``$CNNLIB_PROFILE`` if set, else ``"full"`` on a GPU and ``"cpu"`` without one."""
     name = os.environ.get("CNNLIB_PROFILE", "").strip().lower()
     if not name:
@@ -67,18 +69,18 @@ def active_profile() -> str:
     return _check_profile(name, source="CNNLIB_PROFILE")
 
 
-def _check_profile(name: str, source: str) -> str:
+def _check_profile(name: str, source: str) -> Profile:
     if name not in PROFILES:
         raise ValueError(f"{source}={name!r} is not a profile: use one of {', '.join(PROFILES)}"
                          " (or leave CNNLIB_PROFILE unset to pick full on a GPU, cpu otherwise)")
-    return name
+    return cast(Profile, name)
 
 
 @dataclass(frozen=True)
 class Budget:
     """The numbers a training cell uses under one profile (``None`` subset: the whole split)."""
 
-    profile: str
+    profile: Profile
     epochs: int
     batch_size: int
     resize: int | None = None
@@ -101,8 +103,15 @@ def _at_most(n: int | None, cap: int) -> int:
 
 def budget(epochs: int, batch_size: int, resize: int | None = None, train_subset: int | None = None,
            test_subset: int | None = None, *, cpu: dict | None = None, smoke: dict | None = None,
-           profile: str | None = None) -> Budget:
-    """The active profile's budget for a full recipe (see the module docstring for the scaling)."""
+           profile: Profile | None = None) -> Budget:
+    """The active profile's budget for a full recipe (see the module docstring for the scaling).
+
+    Args:
+        epochs, batch_size, resize, train_subset, test_subset: the full recipe (``None`` resize: the
+            native size; ``None`` subset: the whole split).
+        cpu, smoke: that profile's overrides of the scaled values, e.g. ``cpu=dict(resize=64)``.
+        profile: the profile to use; ``None``: the active one (``active_profile``).
+    """
     profile = active_profile() if profile is None else _check_profile(profile, source="profile")
     full = Budget("full", epochs, batch_size, resize, train_subset, test_subset)
     if full.epochs < 1 or full.batch_size < 1:
