@@ -30,8 +30,8 @@ from torch import nn
 from cnnlib.experiments.results import machine as experiment_machine
 from cnnlib.models import get_model
 from cnnlib.lessons.references import D2L
-from cnnlib.training.speedrun_recipe import CONFIG, build_model, run
-from cnnlib.training.loop import autocast_dtype, cpu_has_fast_bf16
+from cnnlib.training.speedrun_recipe import CONFIG, run
+from cnnlib.training.loop import Callback, autocast_dtype, cpu_has_fast_bf16
 
 D2L_RESNET18 = dict(resize=96, batch_size=256, lr=0.05, epochs=10, train_images=60_000,
                     test_acc=D2L["resnet18"]["test_acc"].value)
@@ -46,7 +46,10 @@ def machine() -> str:
 
 
 def d2l_step_seconds(steps: int = 2) -> float:
-    """Median seconds of one training step of d2l's ResNet-18 recipe (fp32, NCHW, plain SGD, as ``train_ch6``)."""
+    """Median seconds of one training step of d2l's ResNet-18 recipe, taken by d2l's own
+    ``train_batch_ch13`` (fp32, NCHW, plain SGD on the mean cross-entropy, as ``train_ch6``)."""
+    from d2l import torch as d2l
+
     r = D2L_RESNET18
     model = get_model("resnet18", num_classes=10, in_channels=1)
     optimizer = torch.optim.SGD(model.parameters(), lr=r["lr"])
@@ -54,35 +57,33 @@ def d2l_step_seconds(steps: int = 2) -> float:
     times = []
     for _ in range(steps + 1):  # the first step warms the allocator and oneDNN's kernel cache
         began = time.perf_counter()
-        optimizer.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        optimizer.step()
+        d2l.train_batch_ch13(model, x, y, nn.CrossEntropyLoss(), optimizer, [torch.device("cpu")])
         times.append(time.perf_counter() - began)
     return statistics.median(times[1:])
 
 
-def profile_step(config: dict, steps: int = 5) -> str:
-    """torch.profiler's table (top operators by self CPU time) over ``steps`` training steps of the
-    recipe on the CPU, channels_last, in the dtype it trains in there (``config["amp"]``), under a
-    line naming the batch and the dtype."""
-    from torch.profiler import ProfilerActivity, profile
+class ProfilerStep(Callback):
+    """Marks the end of each of ``fit``'s training steps for ``torch.profiler``'s schedule."""
 
-    from cnnlib.training.data import DeviceLoader, fashion_mnist
+    def __init__(self, profiler) -> None:
+        self.profiler = profiler
+
+    def after_step(self, model: nn.Module) -> None:
+        self.profiler.step()
+
+
+def profile_step(config: dict, steps: int = 5) -> str:
+    """torch.profiler's table (top operators by self CPU time) over ``steps`` of ``fit``'s training steps
+    in the recipe (``run``) on the CPU, in the dtype it trains in there (``config["amp"]``), under a
+    line naming the batch and the dtype. The first two steps are left out (they warm the kernels up);
+    each recorded step runs from loading its batch to the EMA's update."""
+    from torch.profiler import ProfilerActivity, profile, schedule
 
     dtype = autocast_dtype(config["amp"], torch.device("cpu"))
-    train = DeviceLoader(fashion_mnist(), config["batch_size"], shuffle=True, augment=config["augment"], subset=2048,
-                         device="cpu")
-    model = build_model(config, train).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
-    batches = iter(train)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for _ in range(steps):
-            x, y = next(batches)
-            with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-                loss = nn.functional.cross_entropy(model(x.contiguous(memory_format=torch.channels_last)), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+    third_step_on = schedule(wait=1, warmup=1, active=steps, repeat=1)
+    with profile(activities=[ProfilerActivity.CPU], schedule=third_step_on) as prof:
+        run({**config, "epochs": 1}, split="test", train_subset=(steps + 3) * config["batch_size"], eval_subset=100,
+            device="cpu", log=None, callbacks=[ProfilerStep(prof)])
     return (f"{config['batch_size']} images a step, {dtype or 'fp32'}\n"
             + prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 

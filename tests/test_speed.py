@@ -8,8 +8,10 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchvision.transforms.v2 import functional as TF
 
 from cnnlib.training.data import DeviceLoader, fashion_mnist
-from cnnlib.training.speed import (EMA, evaluate_flip_tta, flip_tta_logits, patch_covariance, progressive_sizes,
-                          scaled_lr, speed_param_groups, whitening_init_)
+from cnnlib.training.loop import evaluate, fit
+from cnnlib.training.speed import (EMA, ProgressiveResizing, flip_tta_logits, patch_covariance, progressive_sizes,
+                                   scaled_lr, speed_param_groups, whitening_init_)
+from cnnlib.training.tricks import no_bias_decay
 
 
 def small_net(seed=0):
@@ -24,26 +26,67 @@ def images():
     return data.unsqueeze(1).float().div(255)
 
 
-def test_ema_equals_torchs_averaged_model_and_copies_the_buffers():
-    model = small_net()
-    ours = EMA(model, decay=0.9, warmup=False)
-    reference = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=False)
-    reference.update_parameters(model)  # its first update copies: ours starts as the copy
+def train_steps(model, steps):
+    """``steps`` SGD steps on random batches (BatchNorm's running statistics move too)."""
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    for step in range(5):
+    for step in range(steps):
         x = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(step))
         F.cross_entropy(model(x), torch.arange(8) % 3).backward()
         optimizer.step()
         optimizer.zero_grad()
+        yield
+
+
+def test_ema_equals_torchs_averaged_model_with_buffers():
+    model = small_net()
+    ours = EMA(model, decay=0.9, warmup=False)
+    reference = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
+    reference.update_parameters(model)  # its first update copies: ours starts as the copy
+    for _ in train_steps(model, 5):
         ours.update(model)
         reference.update_parameters(model)
     for a, b in zip(ours.module.parameters(), reference.module.parameters()):
         torch.testing.assert_close(a, b)
+    for name in ("running_mean", "running_var"):  # averaged like the weights
+        torch.testing.assert_close(getattr(ours.module[1], name), getattr(reference.module[1], name))
+        assert not torch.allclose(getattr(ours.module[1], name), getattr(model[1], name))
+    # integer buffers: torch's truncates d * ema + (1 - d) * n back to an integer; ours copies the count
+    assert ours.module[1].num_batches_tracked.item() == model[1].num_batches_tracked.item() == 5
     assert not torch.allclose(ours.module[5].weight, model[5].weight)  # an average, not a copy
-    assert torch.equal(ours.module[1].running_mean, model[1].running_mean)
     assert not ours.module.training and not any(p.requires_grad for p in ours.module.parameters())
     with pytest.raises(ValueError, match="decay"):
         EMA(model, decay=1.0)
+
+
+def test_the_ema_of_an_unchanging_model_is_the_model_buffers_included():
+    model = small_net()
+    for _ in train_steps(model, 3):
+        pass
+    ema = EMA(model, decay=0.9)
+    for _ in range(20):
+        ema.update(model)
+    for (name, a), b in zip(ema.module.state_dict().items(), model.state_dict().values()):
+        assert torch.equal(a, b), name
+    before = ema.module[1].running_mean.clone()
+    next(train_steps(model, 1))  # one forward pass in training mode moves the running mean
+    d = ema.current_decay()  # (1 + 20) / (10 + 20) with the warmup
+    ema.update(model)
+    torch.testing.assert_close(ema.module[1].running_mean, d * before + (1 - d) * model[1].running_mean)
+
+
+def test_ema_and_progressive_resizing_as_fit_callbacks():
+    split = fashion_mnist(train=False)
+    train = DeviceLoader(split, 32, shuffle=True, subset=128, device="cpu")
+    test = DeviceLoader(split, 64, shuffle=False, subset=64, device="cpu")
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(4, 10))
+    ema, sizes = EMA(model, decay=0.9), []
+    original_forward = model.forward
+    model.forward = lambda x: sizes.append(x.shape[-1]) or original_forward(x)
+    history = fit(model, train, test, 2, amp=None, channels_last=False, eval_model=ema.module,
+                  callbacks=[ProgressiveResizing(train, [16, 28]), ema])
+    assert sizes == [16] * 4 + [28] * 4 and ema.updates == 8  # 4 steps per epoch
+    assert history.test_acc[-1] == evaluate(ema.module, test, amp=None)
 
 
 def test_ema_warmup_follows_tensorflows_num_updates_rule():
@@ -70,14 +113,21 @@ def test_flip_tta_averages_the_two_views():
     torch.testing.assert_close(flip_tta_logits(symmetric, x), symmetric(x))
 
 
-def test_evaluate_flip_tta_counts_correct_predictions():
+def test_flip_tta_evaluation_through_predict():
     split = fashion_mnist(train=False)
     loader = DeviceLoader(split, 64, shuffle=False, subset=200, device="cpu")
-    model = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
-    model.train()
-    accuracy = evaluate_flip_tta(model, loader)
-    correct = sum((flip_tta_logits(model, x).argmax(1) == y).sum().item() for x, y in loader)
-    assert accuracy == correct / 200 and model.training
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(28 * 28, 10)).train()  # dropout: eval mode matters
+    accuracy = evaluate(model, loader, amp=None, logits_fn=flip_tta_logits)
+    x, y = next(iter(DeviceLoader(split, 200, shuffle=False, subset=200, device="cpu")))  # all 200 as one batch
+    with torch.no_grad():
+        linear = model[2]
+        logits = linear(x.flatten(1)) + linear(TF.horizontal_flip(x).flatten(1))
+    assert accuracy == (logits.argmax(1) == y).sum().item() / 200 and model.training
+    assert accuracy != evaluate(model, loader, amp=None)  # the mirror images change some predictions
+    dtypes = []
+    evaluate(model, loader, amp="bf16", logits_fn=lambda m, x: dtypes.append(flip_tta_logits(m, x).dtype) or m(x))
+    assert set(dtypes) == {torch.bfloat16}  # in the dtype the run trains in
 
 
 def test_patch_covariance_matches_a_direct_computation(images):
@@ -110,6 +160,7 @@ def test_whitening_rejects_layers_it_cannot_fill(images):
 def test_param_groups_split_decay_and_scale_the_norm_rate():
     model = small_net()
     groups = scaled_lr(speed_param_groups(model, 5e-4, norm_lr_scale=8.0), lr=0.1)
+    assert [g["params"] for g in groups] == [g["params"] for g in no_bias_decay(model, 5e-4)]  # lesson 06's split
     assert [p.shape for p in groups[0]["params"]] == [model[0].weight.shape, model[5].weight.shape]
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
     optimizer = torch.optim.SGD(groups, lr=0.1, momentum=0.9, nesterov=True)

@@ -4,7 +4,9 @@ import torch
 from cnnlib.training.data import DeviceLoader, fashion_mnist
 from cnnlib.training.data import train_val_split
 from cnnlib.models import get_model
-from cnnlib.training.speedrun_recipe import CONFIG, build_model, epochs_for, epochs_within, plot_time_to_accuracy, run
+from cnnlib.lessons.viz import plot_time_to_accuracy
+from cnnlib.training.loop import Callback
+from cnnlib.training.speedrun_recipe import CONFIG, build_model, epochs_for, epochs_within, run
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +47,21 @@ def test_a_short_run_records_every_epoch_and_its_times():
     assert 0.2 < record["acc"] <= 1 and last["train_loss"] < first["train_loss"] and record["examples_per_s"] > 0
     assert 0 <= last["train_error"] <= 1
     assert record["split_sizes"] == {"train": 55_000, "eval": 5000} and record["flip_tta"]
+
+
+def test_the_recipe_trains_with_fits_loop_and_takes_more_callbacks():
+    steps, evaluated = [], []
+
+    class Count(Callback):
+        def after_step(self, model):
+            steps.append(model.training)
+
+        def after_epoch(self, history):
+            evaluated.append(history.test_acc[-1])
+
+    record = run(dict(epochs=2, batch_size=64, ema_decay=0.0, flip_tta=False), train_subset=256, eval_subset=100,
+                 log=None, device="cpu", callbacks=[Count()])
+    assert steps == [True] * 8 and evaluated == [row["acc"] for row in record["epochs"]]
 
 
 def test_mnist_runs_without_flips_and_reports_the_test_set_last():

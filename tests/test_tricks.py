@@ -21,6 +21,7 @@ from cnnlib.training.tricks import (
     Mixup,
     label_smoothing_cross_entropy,
     linear_scaled_lr,
+    linear_warmup_factor,
     no_bias_decay,
     optimal_logit_gap,
     smooth_targets,
@@ -98,6 +99,17 @@ def test_warmup_equals_torch_linear_then_cosine():
     )
     ours = lrs(warmup_cosine(opt1, m, total), opt1, total + 1)
     assert max(abs(a - b) for a, b in zip(ours, lrs(ref, opt2, total + 1))) < 1e-12
+
+
+def test_linear_warmup_equals_torch_linear_lr():
+    """The ramp that warmup alone, warmup with cosine and lesson 06's step schedule share."""
+    m, steps = 5, 12
+    opt1, opt2 = sgd(), sgd()
+    ours = lrs(lr_scheduler.LambdaLR(opt1, lambda step: linear_warmup_factor(step, m)), opt1, steps)
+    ref = lrs(lr_scheduler.LinearLR(opt2, 1 / m, 1.0, total_iters=m - 1), opt2, steps)
+    assert max(abs(a - b) for a, b in zip(ours, ref)) < 1e-12
+    recipe = training_recipe(nn.Linear(2, 2), ["warmup"], lr=0.1, epochs=2, steps_per_epoch=6, warmup_epochs=5 / 6)
+    assert lrs(recipe["scheduler"], recipe["optimizer"], steps) == pytest.approx(ref, abs=1e-12)
 
 
 def test_warmup_cosine_scales_every_param_group():

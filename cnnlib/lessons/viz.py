@@ -19,6 +19,8 @@ import torch
 from matplotlib.ticker import MaxNLocator
 from torch import nn
 
+from cnnlib.training.loop import Callback
+
 WRONG = "tab:red"
 
 
@@ -164,6 +166,42 @@ def plot_history(history_or_dict, metrics: Sequence[str] = ("train_loss", "train
         ax.grid(alpha=0.3)
         if len(runs) > 1:
             ax.legend(fontsize=8)
+    return fig
+
+
+class LivePlot(Callback):
+    """``plot_history`` as one PNG redrawn in place after each epoch of ``fit`` (no ``clear_output``):
+    ``fit(..., callbacks=[LivePlot()])`` in a notebook."""
+
+    def __init__(self) -> None:
+        self.handle = None
+
+    def after_epoch(self, history) -> None:
+        from IPython.display import Image, display
+
+        image = Image(plot_history(history).to_png(crop=False))
+        if self.handle is None:
+            self.handle = display(image, display_id=True)
+        else:
+            self.handle.update(image)
+
+
+def plot_time_to_accuracy(records: Sequence[dict], targets: Sequence[float] = (0.93, 0.94),
+                          title: str | None = None) -> Figure:
+    """Accuracy after each epoch against the wall-clock seconds since the start, one curve per run of
+    ``cnnlib.training.speedrun_recipe.run``, with the targets as horizontal lines."""
+    fig = Figure(figsize=(5.5, 3.4), layout="constrained")
+    ax = fig.subplots()
+    for record in records:
+        rows = record["epochs"]
+        ax.plot([r["seconds"] for r in rows], [r["acc"] for r in rows], "o-", markersize=3,
+                label=f"{record.get('variant', 'seed')} {record['seed']}")
+    for target in targets:
+        ax.axhline(target, color="grey", linestyle="--", linewidth=0.8)
+    ax.set(xlabel="wall-clock seconds (loading, training, evaluation)", ylabel=f"{records[0]['split']} accuracy",
+           title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     return fig
 
 

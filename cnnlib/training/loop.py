@@ -1,12 +1,15 @@
 """Training: ``fit`` / ``evaluate`` / ``History``, device choice, mixed precision, checkpoints.
 
-One loop, visible in ``fit``: for each batch, optional ``batch_transform`` (mixup), forward under
-autocast, loss, a check that it is finite, backward, optimizer step, scheduler step. Every epoch
-records train loss and accuracy, test accuracy, and wall-clock throughput measured around the
-whole training pass, data loading included (d2l's ``train_ch6`` leaves the loading out).
+The course's one training loop, visible in ``fit``: for each batch, optional ``batch_transform``
+(mixup), forward under autocast, loss, a check that it is finite, backward, optimizer step,
+scheduler step. Every epoch records train loss and accuracy, test accuracy, and wall-clock
+throughput measured around the whole training pass, data loading included (d2l's ``train_ch6``
+leaves the loading out). What a recipe adds (an average of the weights, progressive resizing, a
+live plot) hooks in through a ``Callback``, as fast.ai's Learner callbacks do, kept to three hooks.
 
 Under ``torch.distributed`` (``torchrun``) the model is wrapped in ``DistributedDataParallel``,
-metrics are summed over ranks, and only rank 0 prints, plots and writes checkpoints.
+metrics are summed over ranks, and only rank 0 prints and writes checkpoints (every rank calls the
+callbacks).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import os
 import random
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,13 +31,14 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from cnnlib.files import atomic_open
-from cnnlib.training.profiles import choose_device
+from cnnlib.training.profiles import active_profile, choose_device
 
-__all__ = ["History", "TrainingDiverged", "autocast_dtype", "checkpoint_recipe", "choose_device", "cpu_has_fast_bf16",
-           "evaluate", "fit", "load_checkpoint", "predict", "prefers_channels_last", "save_checkpoint",
-           "seed_everything", "xavier_init_"]
+__all__ = ["Callback", "History", "TrainingDiverged", "autocast_dtype", "checkpoint_recipe", "choose_device",
+           "cpu_has_fast_bf16", "evaluate", "fit", "load_checkpoint", "predict", "prefers_channels_last",
+           "save_checkpoint", "seed_everything", "xavier_init_"]
 
 Batches = Iterable[tuple[Tensor, Tensor]]
+LogitsFn = Callable[[nn.Module, Tensor], Tensor]
 
 
 class TrainingDiverged(RuntimeError):
@@ -160,22 +164,23 @@ def _format_row(row: dict, epochs: int) -> str:
             f"  test acc {row['test_acc']:.3f}  {row['examples_per_s']:.0f} examples/s  {row['seconds']:.1f} s")
 
 
-class _LivePlot:
-    """``cnnlib.lessons.viz.plot_history`` as one PNG, redrawn in place after each epoch (no ``clear_output``)."""
+class Callback:
+    """What a recipe adds to ``fit``, at three points of the loop; override the hooks you need.
 
-    def __init__(self) -> None:
-        self.handle = None
+    ``before_epoch(epoch)``: before the epoch's first batch (0-based; progressive resizing sets the
+    loader's image size). ``after_step(model)``: after every optimizer and scheduler step (the EMA
+    of the weights). ``after_epoch(history)``: after the epoch's evaluation, its row in
+    ``history.epochs[-1]`` (a live plot, a log line). Under ``torch.distributed`` every rank calls them.
+    """
 
-    def update(self, history: History) -> None:
-        from IPython.display import Image, display
+    def before_epoch(self, epoch: int) -> None:
+        pass
 
-        from cnnlib.lessons.viz import plot_history  # matplotlib: only needed in a notebook
+    def after_step(self, model: nn.Module) -> None:
+        pass
 
-        image = Image(plot_history(history).to_png(crop=False))
-        if self.handle is None:
-            self.handle = display(image, display_id=True)
-        else:
-            self.handle.update(image)
+    def after_epoch(self, history: History) -> None:
+        pass
 
 
 # --- distributed -----------------------------------------------------------------------------
@@ -242,11 +247,13 @@ def _raise_if_diverged(first_bad: Tensor, step_lrs: list[float], epoch: int, ste
 
 @torch.no_grad()
 def predict(model: nn.Module, loader: Batches, device: str | torch.device | None = None,
-            amp: str | None = "auto", channels_last: bool = False) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+            amp: str | None = "auto", channels_last: bool = False,
+            logits_fn: LogitsFn | None = None) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
     """``(x, y, predicted class)`` for each batch of ``loader``, on ``device`` (default: the model's).
 
     The model runs in eval mode under ``amp``'s autocast (see ``autocast_dtype``) and gets its
-    train/eval mode back when the loop ends, or is left early.
+    train/eval mode back when the loop ends, or is left early. The class is the argmax of
+    ``logits_fn(model, x)``, default ``model(x)`` (``speed.flip_tta_logits``: test-time flips).
     """
     if device is not None:
         device = choose_device(device)
@@ -261,16 +268,17 @@ def predict(model: nn.Module, loader: Batches, device: str | torch.device | None
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                yield x, y, model(x).argmax(1)
+                logits = model(x) if logits_fn is None else logits_fn(model, x)
+                yield x, y, logits.argmax(1)
     finally:
         model.train(was_training)
 
 
 def evaluate(model: nn.Module, loader: Batches, device: str | torch.device | None = None,
-             amp: str | None = "auto", channels_last: bool = False) -> float:
-    """Top-1 accuracy of ``model`` on ``loader`` (summed over ranks), from ``predict``."""
+             amp: str | None = "auto", channels_last: bool = False, logits_fn: LogitsFn | None = None) -> float:
+    """Top-1 accuracy of ``model`` on ``loader`` (summed over ranks), from ``predict`` (same arguments)."""
     correct, count = 0, 0
-    for _, y, predicted in predict(model, loader, device, amp, channels_last):
+    for _, y, predicted in predict(model, loader, device, amp, channels_last, logits_fn):
         correct += (predicted == y).sum()
         count += len(y)
     correct, count = _sum_over_ranks(correct, count)
@@ -281,9 +289,11 @@ def fit(model: nn.Module, train_loader: Batches, test_loader: Batches, epochs: i
         optimizer: torch.optim.Optimizer | None = None, scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
         loss_fn: Callable[..., Tensor] | None = None, device: str | torch.device | None = None,
         amp: str | None = "auto", channels_last: bool | None = None, progress: bool | None = None,
-        live_plot: bool = False, checkpoint: str | os.PathLike | None = None, resume: bool = False,
+        checkpoint: str | os.PathLike | None = None, resume: bool = False,
         batch_transform: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
-        weight_decay: float = 0.0, momentum: float = 0.9, recipe: dict | None = None) -> History:
+        weight_decay: float = 0.0, momentum: float = 0.9, recipe: dict | None = None,
+        callbacks: Sequence[Callback] = (), eval_model: nn.Module | None = None,
+        eval_logits: LogitsFn | None = None) -> History:
     """Train ``model`` for ``epochs`` epochs, evaluating on ``test_loader`` after each; return the ``History``.
 
     - ``device``: default the train loader's ``.device`` if it has one, else ``choose_device()``.
@@ -295,8 +305,12 @@ def fit(model: nn.Module, train_loader: Batches, test_loader: Batches, epochs: i
       [B, C] count as correct when the argmax matches.
     - ``amp``: see ``autocast_dtype``. ``channels_last``: NHWC model and batches; default (None) on
       for a convolutional network on the CPU, where it is faster, off otherwise.
-    - ``progress``: a bar per epoch and a line per finished epoch; default on, except when ``CI``
-      is set or under pytest. ``live_plot``: curves redrawn in place in a notebook.
+    - ``progress``: a bar per epoch and a line per finished epoch; default on, except under the
+      ``smoke`` profile (``cnnlib.training.profiles``: the tests and CI).
+    - ``callbacks``: ``Callback`` hooks, called in order (EMA, progressive resizing, a live plot).
+    - ``eval_model``: the network ``evaluate`` judges after each epoch, default ``model`` (an EMA's
+      averaged copy); ``eval_logits(model, x)``: its logits, default ``model(x)`` (flip TTA).
+      The evaluation runs under the same ``amp`` and ``channels_last`` as the training.
     - ``checkpoint``: written atomically after every epoch; ``resume=True`` continues from it
       (if it exists) and ends with the same weights as an uninterrupted run. ``recipe``: a dict of
       plain values (the settings the run was built from) stored in the checkpoint, which
@@ -325,9 +339,8 @@ def fit(model: nn.Module, train_loader: Batches, test_loader: Batches, epochs: i
     net = (DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
            if _distributed() else model)
     if progress is None:
-        progress = not (os.environ.get("CI") or os.environ.get("PYTEST_CURRENT_TEST"))
+        progress = active_profile() != "smoke"
     progress = progress and _is_main()
-    plot = _LivePlot() if live_plot and _is_main() else None
 
     history, start = History(), 0
     if resume:
@@ -340,6 +353,8 @@ def fit(model: nn.Module, train_loader: Batches, test_loader: Batches, epochs: i
         for epoch in range(start, epochs):
             if hasattr(train_loader, "set_epoch"):
                 train_loader.set_epoch(epoch)
+            for callback in callbacks:
+                callback.before_epoch(epoch)
             net.train()
             loss_sum, correct, count = torch.zeros((), device=device), torch.zeros((), device=device), 0
             first_bad, step_lrs = torch.full((), _NO_BAD_STEP, device=device), []
@@ -366,6 +381,8 @@ def fit(model: nn.Module, train_loader: Batches, test_loader: Batches, epochs: i
                     scaler.update()
                 if scheduler is not None:
                     scheduler.step()
+                for callback in callbacks:
+                    callback.after_step(model)
                 labels = y.argmax(1) if y.ndim > 1 else y
                 loss_sum += loss.detach().float() * len(labels)
                 correct += (logits.argmax(1) == labels).sum()
@@ -380,14 +397,15 @@ def fit(model: nn.Module, train_loader: Batches, test_loader: Batches, epochs: i
             loss_sum, correct, count = _sum_over_ranks(loss_sum, correct, count)  # synchronises the device
             train_seconds = time.perf_counter() - began
             bar.close()
-            test_acc = evaluate(model, test_loader, device, amp, channels_last)
+            test_acc = evaluate(model if eval_model is None else eval_model, test_loader, device, amp, channels_last,
+                                eval_logits)
             history.epochs.append(dict(epoch=epoch + 1, train_loss=loss_sum / count, train_acc=correct / count,
                                        test_acc=test_acc, examples_per_s=count / train_seconds,
                                        seconds=time.perf_counter() - began, lr=lr_now))
             if progress:
                 print(_format_row(history.epochs[-1], epochs), flush=True)
-            if plot is not None:
-                plot.update(history)
+            for callback in callbacks:
+                callback.after_epoch(history)
             if checkpoint is not None and _is_main():
                 save_checkpoint(checkpoint, model, optimizer, scheduler, history, epoch + 1, scaler, recipe)
     except TrainingDiverged as err:

@@ -3,14 +3,15 @@
 From airbench (Jordan, 2024, "94% on CIFAR-10 in 3.29 seconds on a single GPU") and
 hlb-CIFAR10 (Balsam, 2023), the parts that transfer to 28x28 greyscale images on a CPU:
 
-- ``EMA``: an exponential moving average of the weights, evaluated instead of the weights;
-- ``flip_tta_logits`` / ``evaluate_flip_tta``: test-time augmentation by the mirror image;
+- ``EMA``: an exponential moving average of the weights, evaluated instead of the weights
+  (a ``fit`` callback);
+- ``flip_tta_logits``: test-time augmentation by the mirror image (``evaluate(..., logits_fn=)``);
 - ``whitening_init_``: the first convolution's filters set to the whitening transform of the
   training images' patches (airbench sec 3.2);
-- ``speed_param_groups``: SGD parameter groups with a larger learning rate and no decay for
+- ``speed_param_groups``: lesson 06's "no bias decay" groups, with a larger learning rate for
   the BatchNorm parameters (airbench's "scaled bias learning rate");
-- ``progressive_sizes``: smaller images early in training, full size at the end (fast.ai's
-  progressive resizing; FixRes, Touvron et al. 2019, on why the last epochs are at test size).
+- ``progressive_sizes`` / ``ProgressiveResizing``: smaller images early in training, full size at
+  the end (fast.ai's progressive resizing; FixRes, Touvron et al. 2019, on why the last epochs are at test size).
 """
 
 from __future__ import annotations
@@ -21,23 +22,26 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
+from cnnlib.training.loop import Callback
+from cnnlib.training.tricks import no_bias_decay
 
 
 # --- exponential moving average of the weights ---------------------------------------------
 
-class EMA:
-    """A copy of ``model`` whose parameters follow ema <- d * ema + (1 - d) * p after every ``update``.
+class EMA(Callback):
+    """A copy of ``model`` whose parameters and floating buffers follow ema <- d * ema + (1 - d) * p
+    after every ``update`` (``fit`` calls it after each step: ``callbacks=[ema], eval_model=ema.module``).
 
     d = ``decay``, or with ``warmup`` d = min(decay, (1 + n) / (10 + n)) at the n-th update (0-based),
     as TensorFlow's ``ExponentialMovingAverage(num_updates=n)``: early on, the average forgets the
     random initial weights within a few steps instead of ~1 / (1 - decay).
-    Buffers (BatchNorm's running statistics) are copied from ``model``, not averaged: they already
-    are averages. Without warmup it equals ``torch.optim.swa_utils.AveragedModel(model,
-    multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=False)`` after the same updates, once that
-    has been given the starting weights (its first ``update_parameters`` copies; ours starts as the
-    copy). The averaged weights are a cheap ensemble over the last ~1 / (1 - decay) steps: they
-    reach a given test accuracy in fewer epochs.
+    BatchNorm's running mean and variance are averaged like the weights, so that they describe the
+    averaged network's activations; integer buffers (``num_batches_tracked``) are copied. Without
+    warmup it equals ``torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay),
+    use_buffers=True)`` on parameters and floating buffers after the same updates, once that has been
+    given the starting weights (its first ``update_parameters`` copies; ours starts as the copy).
+    The averaged weights are a cheap ensemble over the last ~1 / (1 - decay) steps: they reach a
+    given test accuracy in fewer epochs.
     """
 
     def __init__(self, model: nn.Module, decay: float = 0.99, warmup: bool = True) -> None:
@@ -54,13 +58,19 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        """One averaging step towards ``model``'s current weights."""
+        """One averaging step towards ``model``'s current weights and buffers."""
         weight = 1.0 - self.current_decay()
         for ema_p, p in zip(self.module.parameters(), model.parameters()):
             ema_p.lerp_(p, weight)  # ema + (1 - d) (p - ema)
         for ema_buffer, buffer in zip(self.module.buffers(), model.buffers()):
-            ema_buffer.copy_(buffer)
+            if ema_buffer.is_floating_point():
+                ema_buffer.lerp_(buffer, weight)
+            else:
+                ema_buffer.copy_(buffer)
         self.updates += 1
+
+    def after_step(self, model: nn.Module) -> None:
+        self.update(model)
 
 
 # --- flip test-time augmentation ------------------------------------------------------------
@@ -72,23 +82,6 @@ def flip_tta_logits(model: nn.Module, x: Tensor) -> Tensor:
     pass; buys the ensemble of two views the network was trained on (random flips).
     """
     return (model(x) + model(x.flip(-1))) / 2
-
-
-@torch.no_grad()
-def evaluate_flip_tta(model: nn.Module, loader, channels_last: bool = False) -> float:
-    """Top-1 accuracy of ``flip_tta_logits`` over ``loader``'s batches, on the model's device, in eval mode."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    correct, count = torch.zeros((), device=device, dtype=torch.int64), 0
-    for x, y in loader:
-        x, y = x.to(device), y.to(device)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        correct += (flip_tta_logits(model, x).argmax(1) == y).sum()
-        count += len(y)
-    model.train(was_training)
-    return correct.item() / max(count, 1)
 
 
 # --- patch-whitening initialisation ---------------------------------------------------------
@@ -138,23 +131,15 @@ def whitening_init_(conv: nn.Conv2d, images: Tensor, eps: float = 5e-4) -> Tenso
 def speed_param_groups(model: nn.Module, weight_decay: float, norm_lr_scale: float = 1.0) -> list[dict]:
     """Two parameter groups for ``torch.optim.SGD(groups, lr, momentum, nesterov=True)``.
 
-    Conv/linear weights: ``weight_decay``. Everything else (biases, BatchNorm gamma and beta):
-    no decay (Bag of Tricks' "no bias decay") and the learning rate times ``norm_lr_scale``
+    ``tricks.no_bias_decay``'s split: conv/linear weights get ``weight_decay``; everything else
+    (biases, BatchNorm gamma and beta) no decay and the learning rate times ``norm_lr_scale``
     (airbench scales its BatchNorm biases' rate by 64: a per-channel shift moves slowly at the
     weights' rate). Each group carries ``lr_scale``; ``scaled_lr`` turns a base rate into the group's.
     """
     if norm_lr_scale <= 0 or weight_decay < 0:
         raise ValueError(f"need norm_lr_scale > 0 and weight_decay >= 0, got {norm_lr_scale} and {weight_decay}")
-    decayed = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-    weights, others, seen = [], [], set()
-    for module in model.modules():
-        for name, p in module.named_parameters(recurse=False):
-            if id(p) in seen or not p.requires_grad:
-                continue
-            seen.add(id(p))
-            (weights if isinstance(module, decayed) and name == "weight" else others).append(p)
-    return [{"params": weights, "weight_decay": weight_decay, "lr_scale": 1.0},
-            {"params": others, "weight_decay": 0.0, "lr_scale": norm_lr_scale}]
+    weights, others = no_bias_decay(model, weight_decay)
+    return [{**weights, "lr_scale": 1.0}, {**others, "lr_scale": norm_lr_scale}]
 
 
 def scaled_lr(groups: list[dict], lr: float) -> list[dict]:
@@ -163,6 +148,17 @@ def scaled_lr(groups: list[dict], lr: float) -> list[dict]:
 
 
 # --- progressive resizing -----------------------------------------------------------------------
+
+class ProgressiveResizing(Callback):
+    """``fit``'s hook that sets the training ``loader``'s ``resize`` to ``sizes[epoch]`` before each epoch
+    (``cnnlib.training.data.DeviceLoader`` resizes its batches to it)."""
+
+    def __init__(self, loader, sizes: list[int]) -> None:
+        self.loader, self.sizes = loader, sizes
+
+    def before_epoch(self, epoch: int) -> None:
+        self.loader.resize = self.sizes[epoch]
+
 
 def progressive_sizes(epochs: int, start: int, end: int, full_epochs: int = 1, multiple: int = 4) -> list[int]:
     """Per-epoch image sizes growing linearly from ``start`` to ``end``, the last ``full_epochs`` at ``end``.

@@ -6,6 +6,7 @@ with warmup and cosine decay and label smoothing (lesson 06, ``cnnlib.training.t
 trainers' ingredients of ``cnnlib.training.speed``: patch-whitening initialisation of the first layer, a
 larger learning rate for the BatchNorm parameters, progressive resizing, an exponential moving
 average of the weights, and flip test-time augmentation. Every hyperparameter is in ``CONFIG``.
+The training is ``fit``'s loop; the EMA and the resizing hook into it as callbacks.
 
 The clock starts before the images are read from disk and stops after the last evaluation:
 data loading, training and every evaluation are inside it. Tuning uses ``split="val"`` (5,000
@@ -22,11 +23,12 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from cnnlib.training.data import DeviceLoader, fashion_mnist, mnist
+from cnnlib.training.data import DATASETS, DeviceLoader
 from cnnlib.training.data import train_val_split
-from cnnlib.models import BasicBlock, ResNet
-from cnnlib.training.speed import EMA, evaluate_flip_tta, progressive_sizes, scaled_lr, speed_param_groups, whitening_init_
-from cnnlib.training.loop import TrainingDiverged, autocast_dtype, evaluate, prefers_channels_last, seed_everything
+from cnnlib.models.resnet import small_resnet
+from cnnlib.training.speed import (EMA, ProgressiveResizing, flip_tta_logits, progressive_sizes, scaled_lr,
+                                   speed_param_groups, whitening_init_)
+from cnnlib.training.loop import Callback, History, evaluate, fit, prefers_channels_last, seed_everything
 from cnnlib.training.tricks import warmup_cosine
 
 CONFIG = dict(
@@ -53,15 +55,11 @@ ABLATIONS = {  # each ingredient switched off alone: the experiment ``speedrun``
     "no augmentation": dict(augment=False),
 }
 
-DATASETS = {"fashion-mnist": fashion_mnist, "mnist": mnist}
-
 
 def build_model(config: dict, train: DeviceLoader) -> nn.Module:
-    """The ResNet of ``config`` (basic blocks, 3x3 stem, no max-pool, as ``small_resnet``), its stem
-    whitened on 5,000 (normalised) training images if asked."""
-    widths = tuple(config["widths"])
-    model = ResNet(BasicBlock, tuple(config["blocks"]), num_classes=10, in_channels=1, widths=widths,
-                   stem_width=widths[0], small_input=True)
+    """The ``small_resnet`` of ``config``'s blocks and widths, its stem whitened on 5,000
+    (normalised) training images if asked."""
+    model = small_resnet(tuple(config["blocks"]), tuple(config["widths"]))
     if config["whiten"]:
         x = train.images[:5000].unsqueeze(1).float().div(255).sub(train.mean).div(train.std)
         whitening_init_(model.conv1, x.cpu())
@@ -71,7 +69,7 @@ def build_model(config: dict, train: DeviceLoader) -> nn.Module:
 def run(config: dict | None = None, seed: int = 0, dataset: str = "fashion-mnist", split: str = "val",
         train_subset: int | None = None, eval_subset: int | None = None, targets: Sequence[float] = (0.93, 0.94),
         device: str | torch.device | None = None, log: Callable[[str], None] | None = print,
-        final_test: bool = False) -> dict:
+        final_test: bool = False, callbacks: Sequence[Callback] = ()) -> dict:
     """Train ``config`` (``CONFIG`` updated by it) once; return the run's record.
 
     ``{"config", "seed", "dataset", "split", "train_examples", "split_sizes": {"train", "eval"}, "flip_tta",
@@ -83,6 +81,7 @@ def run(config: dict | None = None, seed: int = 0, dataset: str = "fashion-mnist
     flip TTA when those are on; ``examples_per_s`` counts training images over the training passes.
     ``final_test`` (with ``split="val"``) adds ``"test_acc"``: the trained model once on the test set
     (``eval_subset`` of it, as of the validation images), after the clock has stopped, for reporting only.
+    ``callbacks``: more ``fit`` hooks, after the recipe's own (a profiler's step).
     """
     config = {**CONFIG, **(config or {})}
     unknown = sorted(set(config) - set(CONFIG))
@@ -109,56 +108,42 @@ def run(config: dict | None = None, seed: int = 0, dataset: str = "fashion-mnist
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"])
     ema = EMA(model, config["ema_decay"]) if config["ema_decay"] else None
     tta = config["flip_tta"] and _flips_preserve_labels(train_set)
-    dtype = autocast_dtype(config["amp"], device)
+    judged, logits_fn = ema.module if ema is not None else model, flip_tta_logits if tta else None
     sizes = progressive_sizes(epochs, config["start_size"], 28)
-
-    rows, train_seconds, time_to = [], 0.0, {t: None for t in targets}
-    for epoch in range(epochs):
-        began = time.perf_counter()
-        train.set_epoch(epoch)
-        train.resize = None if sizes[epoch] == 28 else sizes[epoch]
-        model.train()
-        loss_sum, errors = torch.zeros((), device=device), torch.zeros((), device=device)
-        for x, y in train:
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                logits = model(x)
-                loss = loss_fn(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            if ema is not None:
-                ema.update(model)
-            loss_sum += loss.detach().float()
-            errors += (logits.argmax(1) != y).sum()
-        train_loss = loss_sum.item() / steps  # one host synchronisation per epoch
-        if not math.isfinite(train_loss):
-            raise TrainingDiverged(f"the loss became NaN or infinite in epoch {epoch + 1}: lower lr ({config['lr']}) "
-                                   "or lengthen the warmup")
-        train_seconds += time.perf_counter() - began
-        judged = ema.module if ema is not None else model
-        acc = (evaluate_flip_tta(judged, evals, channels_last) if tta
-               else evaluate(judged, evals, device, config["amp"], channels_last))
-        seconds = time.perf_counter() - start
-        rows.append(dict(epoch=epoch + 1, seconds=seconds, train_loss=train_loss,
-                         train_error=errors.item() / (steps * config["batch_size"]), acc=acc, size=sizes[epoch]))
-        for target in targets:
-            if time_to[target] is None and acc >= target:
-                time_to[target] = seconds
-        if log is not None:
-            log(f"epoch {epoch + 1:2d}/{epochs}  size {sizes[epoch]}  loss {train_loss:.4f}  "
-                f"{split} acc {acc:.4f}  {seconds:6.1f} s")
-    record = dict(config=config, seed=seed, dataset=dataset, split=split, train_examples=steps * config["batch_size"],
-                  split_sizes=dict(train=len(train_set), eval=len(eval_set)), flip_tta=tta, epochs=rows, acc=rows[-1]["acc"],
-                  seconds=rows[-1]["seconds"], examples_per_s=epochs * steps * config["batch_size"] / train_seconds,
+    clock = _Stopwatch(start, sizes, split, log)
+    hooks = [ProgressiveResizing(train, sizes), *([ema] if ema is not None else []), clock, *callbacks]
+    history = fit(model, train, evals, epochs, optimizer=optimizer, scheduler=scheduler, loss_fn=loss_fn,
+                  device=device, amp=config["amp"], channels_last=channels_last, progress=False, callbacks=hooks,
+                  eval_model=judged, eval_logits=logits_fn)
+    rows = clock.rows
+    time_to = {t: next((row["seconds"] for row in rows if row["acc"] >= t), None) for t in targets}
+    examples = steps * config["batch_size"]
+    train_seconds = sum(examples / row["examples_per_s"] for row in history.epochs)
+    record = dict(config=config, seed=seed, dataset=dataset, split=split, train_examples=examples,
+                  split_sizes=dict(train=len(train_set), eval=len(eval_set)), flip_tta=tta, epochs=rows,
+                  acc=rows[-1]["acc"], seconds=rows[-1]["seconds"], examples_per_s=epochs * examples / train_seconds,
                   time_to=time_to)
     if final_test and split == "val":
         test = DeviceLoader(load(train=False), 1000, shuffle=False, subset=eval_subset, device=device)
-        record["test_acc"] = (evaluate_flip_tta(judged, test, channels_last) if tta
-                              else evaluate(judged, test, device, config["amp"], channels_last))
+        record["test_acc"] = evaluate(judged, test, device, config["amp"], channels_last, logits_fn)
     return record
+
+
+class _Stopwatch(Callback):
+    """The record's row of each epoch of ``fit``, timed from ``start`` (before the files were read), and its
+    log line."""
+
+    def __init__(self, start: float, sizes: list[int], split: str, log: Callable[[str], None] | None) -> None:
+        self.start, self.sizes, self.split, self.log, self.rows = start, sizes, split, log, []
+
+    def after_epoch(self, history: History) -> None:
+        row, size = history.epochs[-1], self.sizes[len(history.epochs) - 1]
+        seconds = time.perf_counter() - self.start
+        self.rows.append(dict(epoch=row["epoch"], seconds=seconds, train_loss=row["train_loss"],
+                              train_error=1 - row["train_acc"], acc=row["test_acc"], size=size))
+        if self.log is not None:
+            self.log(f"epoch {row['epoch']:2d}/{len(self.sizes)}  size {size}  loss {row['train_loss']:.4f}  "
+                     f"{self.split} acc {row['test_acc']:.4f}  {seconds:6.1f} s")
 
 
 def epochs_within(seconds: float, config: dict | None = None, dataset: str = "fashion-mnist",
@@ -187,23 +172,3 @@ def epochs_for(seconds: float, examples_per_s: float, train_examples: int, eval_
 
 def _flips_preserve_labels(dataset) -> bool:
     return type(dataset).__name__ == "FashionMNIST"
-
-
-def plot_time_to_accuracy(records: Sequence[dict], targets: Sequence[float] = (0.93, 0.94), title: str | None = None):
-    """Accuracy after each epoch against the wall-clock seconds since the start, one curve per run,
-    with the targets as horizontal lines."""
-    from cnnlib.lessons.viz import Figure
-
-    fig = Figure(figsize=(5.5, 3.4), layout="constrained")
-    ax = fig.subplots()
-    for record in records:
-        rows = record["epochs"]
-        ax.plot([r["seconds"] for r in rows], [r["acc"] for r in rows], "o-", markersize=3,
-                label=f"{record.get('variant', 'seed')} {record['seed']}")
-    for target in targets:
-        ax.axhline(target, color="grey", linestyle="--", linewidth=0.8)
-    ax.set(xlabel="wall-clock seconds (loading, training, evaluation)", ylabel=f"{records[0]['split']} accuracy",
-           title=title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return fig
