@@ -65,7 +65,7 @@ def test_a_part_runs_on_the_files_given_after_a_double_dash(monkeypatch):
     monkeypatch.setattr(course, "run", lambda command, env=None, quiet=False: ran.append([str(w) for w in command]))
     course.test_part(Path("python"), "unit", 1, ["tests/test_files.py"])
     course.test_part(Path("python"), "notebooks", 1, [])
-    assert ran[0][-3:] == ["tests/test_files.py", "-m", "not slow"]
+    assert ran[0][-5:] == ["tests/test_files.py", "-m", "not slow", "--dist", "loadgroup"]
     assert "notebooks" in ran[1] and "tests" not in ran[1]
 
 

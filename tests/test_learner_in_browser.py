@@ -29,6 +29,10 @@ from nbval_run import run_nbval
 
 from cnnlib.grading.learner_versions import BEGIN, END, Exercise, exercise_cells, student_notebook
 
+# Tests that start kernels, JupyterLab or Chromium share one pytest-xdist worker (--dist loadgroup):
+# run side by side on two cores, the grader's and the browser's tests failed each other (seen once).
+pytestmark = pytest.mark.xdist_group("kernels")
+
 REPO = Path(__file__).resolve().parent.parent  # the kernel imports this checkout's cnnlib
 LESSON = REPO / "notebooks" / "01_convolution_arithmetic.ipynb"
 KERNEL, KERNEL_DISPLAY_NAME = "cnnlib", "Python (cnnlib)"  # the lessons' kernelspec, as `make kernel` names it

@@ -23,6 +23,10 @@ import pytest
 
 from cnnlib.lessons.widgets import SLIDERS, conv_explanation
 
+# Tests that start kernels, JupyterLab or Chromium share one pytest-xdist worker (--dist loadgroup):
+# run side by side on two cores, the grader's and the browser's tests failed each other (seen once).
+pytestmark = pytest.mark.xdist_group("kernels")
+
 REPO = Path(__file__).resolve().parent.parent  # the kernel imports this checkout's cnnlib
 LESSON = REPO / "notebooks" / "01_convolution_arithmetic.ipynb"
 IMPORTS_CELL = "from cnnlib.lessons import widgets"  # how the cells to run are found, by their source

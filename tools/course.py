@@ -116,7 +116,7 @@ def test_part(python: Path, part: Part, workers: int, selection: list[str]) -> N
     pytest = [python, "-m", "pytest", "-q", "-n", str(workers)]
     lessons = sorted(str(path.relative_to(REPO).as_posix()) for path in (REPO / "notebooks").glob("0*.ipynb"))
     if part == "unit":
-        run([*pytest, *(selection or ["tests"]), "-m", "not slow"], {"OMP_NUM_THREADS": "1", "CNNLIB_PROFILE": "smoke"})
+        run([*pytest, *(selection or ["tests"]), "-m", "not slow", "--dist", "loadgroup"], {"OMP_NUM_THREADS": "1", "CNNLIB_PROFILE": "smoke"})
     elif part == "notebooks":
         run([*pytest, *NBVAL, *(selection or ["notebooks"]), "--dist", "loadfile"], {"CNNLIB_PROFILE": "smoke"})
     elif part == "portability":

@@ -72,10 +72,8 @@ AMP_MODES = ("auto", "bf16", "fp16", "off", None)
 def cpu_has_fast_bf16() -> bool:
     """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX), so that autocast can pay off.
 
-    Without it, oneDNN falls back to slow bf16 kernels. Measured on the course's AMD EPYC (AVX2,
-    no AVX512-BF16), torch 2.14, one thread, median training step at batch 64 (fp32 -> bf16 autocast):
-    a 2-conv CNN at 28x28 830 -> 178 images/s (1177 -> 163 with channels_last); d2l's AlexNet at
-    224x224 7.7 -> 0.6 images/s (10.4 -> 0.6 with channels_last). So ``amp="auto"`` stays fp32 there.
+    Without it, oneDNN falls back to bf16 kernels slower than fp32 (several times slower per step in
+    the measurements of ``benchmarks/README.md``), so ``amp="auto"`` stays fp32 there.
     """
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private to torch.cpu; absent counts as no
     return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
@@ -222,8 +220,7 @@ def _first_nonfinite_step(first_bad: Tensor) -> int | None:
 
 def prefers_channels_last(model: nn.Module, device: torch.device) -> bool:
     """fit's default memory format: NHWC for a network with 2-d convolutions on the CPU, where oneDNN's
-    convolutions run faster on it (measured on 2 cores of an AMD EPYC, fp32, training step at batch 256:
-    d2l's LeNet 633 -> 681 images/s, ``small_resnet`` 75 -> 93), NCHW otherwise.
+    convolutions run faster on it (``benchmarks/README.md`` has the measurements), NCHW otherwise.
 
     Not for a network with a strided 1x1 convolution of fewer than 8 input channels: on torch 2.14.1's
     CPU the NHWC backward pass of such a layer hung or crashed in our runs (3 to 6 input channels,
