@@ -128,6 +128,13 @@ HIDDEN_CASES = {
             "                               ((32, 64, 1, 'A'), 'zero_pad'), ((8, 8, 1, 'C'), 'projection'),\n"
             "                               ((16, 32, 2, 'C'), 'projection')], name='Exercise 3')"
         ),
+        "Exercise 4": (
+            "_hidden_runs = [{'config': {'kind': k, 'depth': d}, 'seed': s, 'train_acc_eval': a} for k, d, s, a in\n"
+            "                [('plain', 56, 5, 0.8), ('plain', 20, 5, 0.9), ('plain', 20, 2, 0.95), ('plain', 56, 2, 0.85),\n"
+            "                 ('residual', 20, 2, 0.9), ('residual', 56, 2, 0.92)]]\n"
+            "check_function(depth_difference, [(_hidden_runs, 'plain'), (_hidden_runs, 'residual')],\n"
+            "               reference=lambda runs, kind: degradation.depth_penalty(runs)[kind], atol=1e-12, name='Exercise 4')"
+        ),
     },
     "05_resnets": {
         "Exercise 1": (
@@ -159,6 +166,13 @@ HIDDEN_CASES = {
             "               reference=reference_names, name='Exercise 4')"
         ),
     },
+    "06b_bag_of_tricks_evidence": {
+        "Exercise 1": (
+            "check_function(verdicts, [({'x': [0.001, 0.002, 0.0015]},),\n"
+            "                          ({'y': [-0.2, 0.1, 0.05], 'z': [-0.01, -0.011, -0.012]},)],\n"
+            "               reference=reference_verdicts, name='Exercise 1')"
+        ),
+    },
     "07_speedrun": {
         "Exercise 1": (
             "_hidden_gen = torch.Generator().manual_seed(7)\n"
@@ -176,6 +190,12 @@ HIDDEN_CASES = {
             "_hidden_patches = x[100:180].double()\n"
             "check_function(gram_of_whitening_matrix, [(speed.patch_covariance(_hidden_patches, 3), 1.0, _hidden_patches)],\n"
             "               reference=library_gram, atol=1e-6, rtol=1e-6, name='Exercise 3')"
+        ),
+        "Exercise 4": (
+            "_hidden_runs = [{'config': {'variant': v}, 'seed': s, 'val_acc': [0.5, a]} for v, s, a in\n"
+            "                [('full recipe', 4, 0.91), ('no EMA', 4, 0.92), ('full recipe', 1, 0.90), ('no EMA', 1, 0.88)]]\n"
+            "check_function(ema_minus_raw, [(_hidden_runs,)], reference=lambda runs: speedrun.contribution(runs)['no EMA'],\n"
+            "               atol=1e-12, name='Exercise 4')"
         ),
     },
 }

@@ -87,3 +87,10 @@ def test_differences_of_diverged_runs():
     ax = report.difference_figure({"plain": [0.05, -0.10, 0.02]}, "title").axes[0]
     assert ax.patches[0].get_height() == pytest.approx(100 * (0.05 - 0.10 + 0.02) / 3)
     assert ax.get_title() == "title" and [t.get_text() for t in ax.get_xticklabels()] == ["plain"]
+
+
+def test_differences_are_in_seed_order_whatever_the_file_order():
+    runs = [{"config": {"name": n}, "seed": s, "test_acc": a}
+            for n, s, a in [("baseline", 4, 0.5), ("x", 4, 0.7), ("baseline", 1, 0.6), ("x", 1, 0.65)]]
+    got = report.differences(runs, lambda config: config["name"])
+    assert list(got) == ["x"] and got["x"] == pytest.approx([0.05, 0.2])  # seed 1, then seed 4

@@ -92,8 +92,8 @@ def figure(runs: list[dict], label: Callable[[dict], str], key: Curve = "train_e
 def differences(runs: list[dict], label: Callable[[dict], str], baseline: str = "baseline",
                 skip: tuple[str, ...] = (), metric: Metric = lambda run: run["test_acc"],
                 diverged_as: float | None = None) -> dict[str, list[float]]:
-    """Per configuration other than ``baseline`` and ``skip``, seed by seed: its ``metric`` minus the
-    ``baseline``'s of the same seed, ``metric(run) - metric(baseline run)``.
+    """Per configuration other than ``baseline`` and ``skip``, seed by seed (seeds in increasing
+    order): its ``metric`` minus the ``baseline``'s of the same seed, ``metric(run) - metric(baseline run)``.
 
     Args:
         runs: the results file's runs (``config``, ``seed``, the figures, ``diverged`` when it did).
@@ -107,7 +107,7 @@ def differences(runs: list[dict], label: Callable[[dict], str], baseline: str = 
     """
     base = {r["seed"]: metric(r) for r in runs if label(r["config"]) == baseline and not r.get("diverged")}
     out: dict[str, list[float]] = {}
-    for r in runs:
+    for r in sorted(runs, key=lambda run: run["seed"]):
         name = label(r["config"])
         if name in (baseline, *skip) or r["seed"] not in base or (measured := diverged_as if r.get("diverged") else metric(r)) is None:
             continue
