@@ -7,25 +7,22 @@ saved notebook then grades as a learner's hand-in would: nbval passes Exercise 1
 fails exactly at the exercises left undone, and ``python -m cnnlib.grade`` marks Exercise 1
 ``passed`` and the others ``not_attempted``. A wrong answer shows the check's hint instead.
 
-Needs Debian's Chromium and PyPI's playwright (its own browser download is not needed):
-``apt-get install -y chromium`` (``make browser``) and ``pip install playwright``; skipped without them.
+Needs Debian's Chromium and PyPI's playwright; skipped without them (see ``tests/jupyterlab.py``).
 """
 
 import ast
 import csv
-import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import nbformat
 import pytest
+from lab_server import START_TIMEOUT_S, chromium_page, jupyterlab
 from nbval_run import run_nbval
+from playwright.sync_api import expect
 
 from cnnlib.grading.learner_versions import BEGIN, END, Exercise, exercise_cells, student_notebook
 
@@ -36,16 +33,8 @@ pytestmark = pytest.mark.xdist_group("kernels")
 REPO = Path(__file__).resolve().parent.parent  # the kernel imports this checkout's cnnlib
 LESSON = REPO / "notebooks" / "01_convolution_arithmetic.ipynb"
 KERNEL, KERNEL_DISPLAY_NAME = "cnnlib", "Python (cnnlib)"  # the lessons' kernelspec, as `make kernel` names it
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-START_TIMEOUT_S = 60  # the server, and then the kernel, each get this long to come up
 RUN_TIMEOUT_MS = 120_000  # the cells above Exercise 1 (torch's import, figures), then the answer and its check
 SMOKE = {"CNNLIB_PROFILE": "smoke", "CNNLIB_DATA": str(REPO / "data"), "OMP_NUM_THREADS": "1"}
-
-sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright: pip install playwright")
-if not CHROMIUM.exists():
-    pytest.skip(f"needs Chromium at {CHROMIUM}: apt-get install -y chromium (make browser)", allow_module_level=True)
 
 
 # --------------------------------------------------------------------------- the lesson and its answers
@@ -82,30 +71,6 @@ def check_hint(check_source: str) -> str:
 # --------------------------------------------------------------------------- the server
 
 
-def write_settings(config: Path, extension: str, plugin: str, values: dict) -> None:
-    folder = config / "lab" / "user-settings" / "@jupyterlab" / extension
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{plugin}.jupyterlab-settings").write_text(json.dumps(values))
-
-
-def server_url(server: subprocess.Popen, runtime: Path, log: Path) -> str:
-    """The URL that JupyterLab writes to its runtime file once it listens, after it answers."""
-    info = runtime / f"jpserver-{server.pid}.json"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"JupyterLab exited with {server.returncode}:\n{log.read_text()}")
-        try:
-            url = json.loads(info.read_text())["url"].rstrip("/")
-            with urllib.request.urlopen(f"{url}/api/status", timeout=2) as response:
-                if response.status == 200:
-                    return url
-        except (OSError, ValueError, KeyError):
-            pass  # not written yet, half written, or not answering yet
-        time.sleep(0.5)
-    pytest.fail(f"JupyterLab did not come up within {START_TIMEOUT_S} s:\n{log.read_text()}")
-
-
 @pytest.fixture(scope="module")
 def learner_versions(tmp_path_factory) -> Path:
     """The learner versions of the lessons, written by their command line into a fresh folder."""
@@ -118,58 +83,22 @@ def learner_versions(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, learner_versions):
-    """A JupyterLab on 127.0.0.1, at a port it picks, serving the learner versions with the ``cnnlib``
-    kernel (registered for this server only, as `make kernel` does); yields its base URL."""
+    """A JupyterLab serving the learner versions with the ``cnnlib`` kernel (registered for this
+    server only, as `make kernel` does); yields its base URL."""
     home = tmp_path_factory.mktemp("jupyter")
-    config, runtime, kernels = home / "config", home / "runtime", home / "kernels"
+    kernels = home / "kernels"
     subprocess.run([sys.executable, "-m", "ipykernel", "install", "--prefix", str(kernels), "--name", KERNEL,
                     "--display-name", KERNEL_DISPLAY_NAME], check=True, capture_output=True, text=True)
-    write_settings(config, "apputils-extension", "notification",  # no news or update toasts
-                   {"fetchNews": "false", "checkForUpdates": False, "doNotDisturbMode": True})
-    write_settings(config, "notebook-extension", "tracker", {"windowingMode": "none"})  # every cell in the DOM
-    env = {
-        **os.environ, **SMOKE,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-        "JUPYTER_CONFIG_DIR": str(config),
-        "JUPYTER_RUNTIME_DIR": str(runtime),
-        "JUPYTER_PATH": os.pathsep.join(filter(None, [str(kernels / "share" / "jupyter"),
-                                                      os.environ.get("JUPYTER_PATH")])),
-    }
-    log = home / "jupyterlab.log"
-    with open(log, "w") as out:
-        server = subprocess.Popen(
-            [str(Path(sys.executable).parent / "jupyter"), "lab", "--no-browser", "--ip=127.0.0.1",
-             "--ServerApp.port=0", "--IdentityProvider.token=", "--ServerApp.password=",
-             f"--notebook-dir={learner_versions}", *(["--allow-root"] if os.geteuid() == 0 else [])],
-            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    try:
-        yield server_url(server, runtime, log)
-    finally:
-        server.terminate()  # JupyterLab shuts its kernels down on SIGTERM
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        try:
-            os.killpg(server.pid, signal.SIGKILL)  # any kernel left in the server's own group
-        except ProcessLookupError:
-            pass
+    jupyter_path = os.pathsep.join(filter(None, [str(kernels / "share" / "jupyter"), os.environ.get("JUPYTER_PATH")]))
+    with jupyterlab(learner_versions, home, env={**SMOKE, "JUPYTER_PATH": jupyter_path}) as url:
+        yield url
 
 
 @pytest.fixture
 def page(lab):
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(START_TIMEOUT_S * 1000)
-            sync_api.expect.set_options(timeout=RUN_TIMEOUT_MS)
-            yield page
-        finally:
-            browser.close()
+    expect.set_options(timeout=RUN_TIMEOUT_MS)
+    with chromium_page() as page:
+        yield page
 
 
 # --------------------------------------------------------------------------- what the learner does
@@ -178,7 +107,6 @@ def page(lab):
 def answer_first_exercise(page, url: str, notebook: str, answer: str):
     """Open the notebook, run the cells above Exercise 1, enter ``answer`` in its answer cell,
     and run the answer and its check; returns the check cell once its run has finished."""
-    expect = sync_api.expect
     exercise = first_exercise()
     page.goto(f"{url}/lab/tree/{notebook}?reset")  # a fresh workspace: no notebook of another test is reopened
     idle = page.get_by_role("button", name=f"{KERNEL_DISPLAY_NAME} | Idle")  # the status bar: the cnnlib kernel
@@ -207,7 +135,6 @@ def answer_first_exercise(page, url: str, notebook: str, answer: str):
 
 
 def test_right_answer_passes_its_check_and_grades_as_passed(lab, page, learner_versions, tmp_path):
-    expect = sync_api.expect
     exercise, lesson = first_exercise(), nbformat.read(LESSON, as_version=4)
     saved = learner_versions / LESSON.name
     learner = nbformat.read(saved, as_version=4)
@@ -249,7 +176,6 @@ def test_right_answer_passes_its_check_and_grades_as_passed(lab, page, learner_v
 
 
 def test_wrong_answer_shows_the_checks_hint(lab, page, learner_versions):
-    expect = sync_api.expect
     exercise, lesson = first_exercise(), nbformat.read(LESSON, as_version=4)
     copy = learner_versions / "wrong_answer" / LESSON.name  # the other test answers and saves the first one
     student_notebook(LESSON, copy)
