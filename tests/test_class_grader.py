@@ -182,7 +182,7 @@ def test_gradebook_row_by_row(graded):
     rows, _, _ = graded
     got = [(Path(r["submission"]).stem, r["exercise"], r["status"], r["points"], r["max_points"], r["message"])
            for r in rows]
-    assert [g[:3] for g in got] == [e[:3] for e in EXPECTED]
+    assert [g[:3] for g in got] == [e[:3] for e in EXPECTED], "\n".join(f"{g[0]} {g[1]}: {g[2]}: {g[5]}" for g in got)
     for g, e in zip(got, EXPECTED):
         assert re.fullmatch(e[3], g[3]) and g[4] == e[4], (g, e)
         assert re.search(e[5], g[5], re.DOTALL) if e[5] else g[5] == "", (g, e)

@@ -14,7 +14,7 @@ import pytest
 
 from cnnlib.grading.learner_versions import learner_notebook
 from cnnlib.grading.lessons import discover_lessons
-from cnnlib.grading.sandbox import bwrap_argv, sandbox_problem
+from cnnlib.grading.sandbox import bwrap_argv, python_folders, sandbox_problem
 
 # Tests that start kernels, JupyterLab or Chromium share one pytest-xdist worker (--dist loadgroup):
 # run side by side on two cores, the grader's and the browser's tests failed each other (seen once).
@@ -33,6 +33,22 @@ def test_only_the_scratch_folder_is_writable_and_missing_folders_are_left_out(tm
     assert str(tmp_path / "data") not in argv  # it does not exist
     assert argv.count("/usr/lib") == 0  # inside /usr, already shown
     assert argv[argv.index("--remount-ro") + 1] == "/" and argv.index("--remount-ro") > argv.index("--bind")
+
+
+@pytest.mark.skipif(bool(sandbox_problem()), reason=f"no sandbox here: {sandbox_problem()}")
+def test_the_kernels_caches_are_in_its_scratch_folder_whatever_the_graders_say(tmp_path):
+    """A grader that imported torchvision carries TORCHINDUCTOR_CACHE_DIR, which the next
+    ``import torchvision`` creates: in the sandbox it must point into the scratch folder."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "graders_cache"),
+           "MPLCONFIGDIR": str(tmp_path / "graders_matplotlib"), "XDG_CACHE_HOME": str(tmp_path / "graders_xdg")}
+    done = subprocess.run([*bwrap_argv(scratch, python_folders()), sys.executable, "-c",
+                           "import os, torchvision, matplotlib; print(os.environ['TORCHINDUCTOR_CACHE_DIR'], "
+                           "matplotlib.get_cachedir())"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [str(scratch / ".cache" / "torchinductor"), str(scratch / ".cache" / "matplotlib")]
+    assert (scratch / ".cache" / "torchinductor").is_dir() and not (tmp_path / "graders_cache").exists()
 
 
 def grade(tmp_path, answers, *options, env=None):

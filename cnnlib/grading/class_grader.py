@@ -54,7 +54,7 @@ import nbformat
 
 from cnnlib.files import course_folder
 from cnnlib.grading.gradebook import COLUMNS, Row, number, summary, write_feedback
-from cnnlib.grading.judging import grade_exercise, judge_records
+from cnnlib.grading.judging import error_text, grade_exercise, judge_records
 from cnnlib.grading.kernel import KernelRun, run_lesson
 from cnnlib.grading.lessons import (HIDDEN, Lesson, LessonError, discover_lessons, find_answer, identify,
                                     load_hidden, submissions, tampering)
@@ -78,7 +78,10 @@ def clean_run(lesson: Lesson, cell_timeout: float, notebook_timeout: float, sand
         records = records_of(nb.cells[ex.check_cell])
         if records is None or any(part + "_error" in records for part in ("visible", "hidden")):
             problem = run.states.get(ex.check_cell) if records is None else records
-            raise LessonError(f"{lesson.path}: the solution's check of {ex.label} did not run: {problem}")
+            failed = [i for i in sorted(run.states) if i <= ex.check_cell and run.states[i] != "ok"]
+            first = f" (the first cell that failed: cell {failed[0]}, {run.states[failed[0]]}: " \
+                    f"{error_text(nb.cells[failed[0]])})" if failed else ""
+            raise LessonError(f"{lesson.path}: the solution's check of {ex.label} did not run: {problem}{first}")
         verdict = judge_records(records, records)
         if verdict.failures:
             raise LessonError(f"{lesson.path}: the solution fails the checks of {ex.label}: "

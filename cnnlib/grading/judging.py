@@ -60,7 +60,7 @@ def grade_exercise(lesson: Lesson, ex: Exercise, nb: Any, states: dict[int, str]
     clean = lesson.clean[ex.label]
     max_points = judge_records(clean, clean).max_points
     answer_state, check_state = states.get(ex.solution_cell, "not_run"), states.get(ex.check_cell, "not_run")
-    answer_error = _error_text(nb.cells[ex.solution_cell])
+    answer_error = error_text(nb.cells[ex.solution_cell])
     if "deadline" in (answer_state, check_state):
         return "timeout", 0, "not graded: the notebook ran past its time limit before this exercise"
     if answer_state == "timeout":
@@ -77,7 +77,7 @@ def grade_exercise(lesson: Lesson, ex: Exercise, nb: Any, states: dict[int, str]
         return "error", 0, "not graded: the kernel died before this exercise"
     records = records_of(nb.cells[ex.check_cell])
     if records is None:
-        return "error", 0, answer_error or f"the check did not run to its end: {_error_text(nb.cells[ex.check_cell])}"
+        return "error", 0, answer_error or f"the check did not run to its end: {error_text(nb.cells[ex.check_cell])}"
     verdict = judge_records(clean, records)
     crashed = [records[p + "_error"] for p in ("visible", "hidden") if isinstance(records.get(p + "_error"), list)]
     if not verdict.failures and not crashed:
@@ -105,6 +105,7 @@ def _error(cell: Any) -> tuple[str, str]:
     return (str(errors[-1].get("ename")), str(errors[-1].get("evalue"))) if errors else ("", "")
 
 
-def _error_text(cell: Any) -> str:
+def error_text(cell: Any) -> str:
+    """``name: message`` of the exception a cell's output shows, or ""."""
     name, message = _error(cell)
     return f"{name}: {message}" if name else ""

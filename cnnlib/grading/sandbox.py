@@ -2,8 +2,8 @@
 
 Inside, the kernel sees a read-only system (``/usr``, ``/etc``, the Python installation and its
 packages), read-only ``cnnlib`` and the course's ``data/`` and ``results/``, and one writable
-folder: its scratch folder (its working directory, home and ``TMPDIR``, where its connection
-sockets also live); everything else is read-only or absent. It has no network: a network
+folder: its scratch folder (its working directory, home, ``TMPDIR`` and caches, where its
+connection sockets also live); everything else is read-only or absent. It has no network: a network
 namespace of its own, whose loopback reaches neither the grader's ports nor the outside (so
 the kernel talks to the grader over Unix sockets); its own process and IPC namespaces; and it
 dies with the grader. It cannot see the lessons' solution notebooks, the hidden cases file,
@@ -38,11 +38,13 @@ def sandbox_problem() -> str:
 
 def furnish_home(scratch: Path) -> None:
     """Copy matplotlib's font list into the kernel's home (``scratch``), so that a lesson that
-    plots does not rebuild it in every sandbox."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "matplotlib"
+    plots does not rebuild it in every sandbox (matplotlib's cache folder, as matplotlib finds it)."""
+    cache = Path(os.environ.get("MPLCONFIGDIR")
+                 or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "matplotlib")
+    inside = Path(scratch_environment(scratch)["MPLCONFIGDIR"])
     for fonts in cache.glob("fontlist-*.json"):
-        (scratch / ".cache" / "matplotlib").mkdir(parents=True, exist_ok=True)
-        shutil.copy2(fonts, scratch / ".cache" / "matplotlib" / fonts.name)
+        inside.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(fonts, inside / fonts.name)
 
 
 def python_folders() -> list[Path]:
@@ -70,6 +72,21 @@ def bwrap_argv(scratch: Path, readable: Iterable[Path]) -> list[str]:
             argv += ["--ro-bind", str(path), str(path)]
     # JPY_PARENT_PID=1: in its own process namespace the kernel cannot see the grader and would
     # take it for gone; 1 turns that watch off (--die-with-parent keeps it) and keeps the kernel quiet.
-    return argv + ["--bind", str(scratch), str(scratch), "--remount-ro", "/", "--chdir", str(scratch),
-                   "--setenv", "HOME", str(scratch), "--setenv", "TMPDIR", str(scratch),
-                   "--setenv", "JPY_PARENT_PID", "1", "--"]
+    argv += ["--bind", str(scratch), str(scratch), "--remount-ro", "/", "--chdir", str(scratch),
+             "--setenv", "JPY_PARENT_PID", "1"]
+    for variable, folder in scratch_environment(scratch).items():
+        argv += ["--setenv", variable, folder]
+    return argv + ["--"]
+
+
+def scratch_environment(scratch: Path) -> dict[str, str]:
+    """The variables that point the kernel's home, temporary files and caches into ``scratch``.
+
+    The grader's own values must not leak in: ``import torchvision`` creates the folder that
+    ``TORCHINDUCTOR_CACHE_DIR`` names, and torch writes that variable into the environment of
+    any process that imported torchvision (``/tmp/torchinductor_<user>``), read-only here.
+    """
+    cache = scratch / ".cache"
+    return {"HOME": str(scratch), "TMPDIR": str(scratch), "XDG_CACHE_HOME": str(cache),
+            "MPLCONFIGDIR": str(cache / "matplotlib"), "TORCHINDUCTOR_CACHE_DIR": str(cache / "torchinductor"),
+            "TRITON_CACHE_DIR": str(cache / "triton")}
