@@ -209,7 +209,9 @@ def test_course_notebook_learner_version(solution, tmp_path):
     learner = tmp_path / solution.name
     exercises = student_notebook(solution, learner)
     n_code_cells = sum(c.cell_type == "code" for c in nbformat.read(solution, as_version=4).cells)
-    results = run_nbval(learner, env={"CNNLIB_PROFILE": os.environ.get("CNNLIB_PROFILE", "smoke")})
+    # The learner version runs in a temporary folder: it reads the committed results of this checkout.
+    results = run_nbval(learner, env={"CNNLIB_PROFILE": os.environ.get("CNNLIB_PROFILE", "smoke"),
+                                      "CNNLIB_RESULTS": str(REPO / "results")})
     assert_fails_exactly_at_exercises(exercises, results, n_code_cells)
 
 

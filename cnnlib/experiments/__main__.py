@@ -8,8 +8,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cnnlib.experiments import EXPERIMENTS, get_experiment, run_experiment
+from cnnlib.experiments import EXPERIMENTS, get_experiment, results_folder, run_experiment
 from cnnlib.experiments.protocol import Scale
+from cnnlib.files import CourseFolderMissing
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -19,7 +20,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("name", nargs="?", help="the experiment (see --list)")
     parser.add_argument("--list", action="store_true", help="name and describe the experiments, then exit")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per configuration (default 3)")
-    parser.add_argument("--out", help="results file (default results/NAME.json; with --smoke, a temporary folder)")
+    parser.add_argument("--out", help="results file (default NAME.json in the course's results/, where lessons read it; with --smoke, a temporary folder)")
     parser.add_argument("--smoke", action="store_true", help="tiny data, widths and epochs: checks that it runs")
     args = parser.parse_args(argv)
     if not args.list and not args.name:
@@ -40,7 +41,13 @@ def main(argv: list[str] | None = None) -> None:
         experiment = get_experiment(args.name)
     except ValueError as error:
         sys.exit(str(error))
-    default = Path(tempfile.gettempdir()) / "cnnlib-smoke" if args.smoke else Path("results")
+    if args.smoke:
+        default = Path(tempfile.gettempdir()) / "cnnlib-smoke"
+    else:
+        try:
+            default = results_folder()  # where load_results reads: $CNNLIB_RESULTS, or results/ here or one up
+        except CourseFolderMissing:
+            default = Path("results")
     out = Path(args.out) if args.out else default / f"{experiment.name}.json"
     command = shlex.join(["python", "-m", "cnnlib.experiments", *(sys.argv[1:] if argv is None else argv)])
     results = run_experiment(experiment, out, seeds=args.seeds, smoke=args.smoke, command=command)

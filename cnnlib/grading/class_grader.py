@@ -56,7 +56,7 @@ from cnnlib.files import course_folder
 from cnnlib.grading.gradebook import COLUMNS, Row, number, summary, write_feedback
 from cnnlib.grading.judging import error_text, grade_exercise, judge_records
 from cnnlib.grading.kernel import KernelRun, run_lesson
-from cnnlib.grading.lessons import (HIDDEN, Lesson, LessonError, discover_lessons, find_answer, identify,
+from cnnlib.grading.lessons import (Lesson, LessonError, default_hidden, discover_lessons, find_answer, identify,
                                     load_hidden, submissions, tampering)
 from cnnlib.grading.recorder import records_of
 from cnnlib.grading.sandbox import sandbox_problem
@@ -170,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="the gradebook CSV (rewritten; rows appended as graded)")
     parser.add_argument("--feedback", help="a folder for one Markdown report per submission")
     parser.add_argument("--lessons", help="the solution notebooks (default: notebooks/ of the working directory)")
-    parser.add_argument("--hidden", help=f"a Python file of HIDDEN_CASES (default: {HIDDEN})")
+    parser.add_argument("--hidden", help="a Python file of HIDDEN_CASES (default: instructor/hidden_cases.py of the course's folder)")
     parser.add_argument("--no-hidden", action="store_true",
                         help="grade on the visible checks alone (an answer fitted to them passes)")
     parser.add_argument("--cell-timeout", type=float, default=60,
@@ -186,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--hidden and --no-hidden contradict each other: give one")
     if args.jobs < 1:
         parser.error(f"--jobs {args.jobs}: give 1 or more kernels at once (at most the number of CPU cores is useful)")
-    hidden_path = Path(args.hidden) if args.hidden else HIDDEN
+    hidden_path = Path(args.hidden) if args.hidden else default_hidden()
     if not args.no_hidden and not hidden_path.is_file():
         parser.error(f"no hidden cases at {hidden_path}: give --hidden the instructor's HIDDEN_CASES file, "
                      f"or --no-hidden to grade on the visible checks alone")

@@ -20,9 +20,9 @@ from typing import Any, Literal
 
 import nbformat
 
+from cnnlib.files import CourseFolderMissing, course_folder
 from cnnlib.grading.learner_versions import Exercise, exercise_cells
 
-HIDDEN = Path("instructor") / "hidden_cases.py"  # the instructor's file, in the folder the grader runs from
 
 
 class LessonError(RuntimeError):
@@ -60,6 +60,16 @@ def discover_lessons(folder: str | os.PathLike, hidden: dict | None = None) -> d
         if exercises:
             lessons[path.stem] = Lesson(path.stem, path, nb, exercises, dict(hidden.get(path.stem, {})))
     return lessons
+
+
+def default_hidden() -> Path:
+    """The instructor's file: ``instructor/hidden_cases.py`` in the course's folder, found as
+    :func:`cnnlib.files.course_folder` finds it (from the working directory or its parent), else
+    that path in the working directory."""
+    try:
+        return course_folder("instructor") / "hidden_cases.py"
+    except CourseFolderMissing:
+        return Path("instructor") / "hidden_cases.py"
 
 
 def load_hidden(path: str | os.PathLike) -> dict:
