@@ -31,7 +31,7 @@ import torch.distributed as dist
 from cnnlib.training.data import DATASETS, DataUnavailable, DeviceLoader
 from cnnlib.models.input_checks import input_size_problem
 from cnnlib.models import get_model
-from cnnlib.training.loop import History, checkpoint_recipe, choose_device, fit, seed_everything
+from cnnlib.training.loop import AMP_MODES, History, checkpoint_recipe, choose_device, fit, seed_everything
 from cnnlib.training.tricks import TRICKS, training_recipe
 
 PROG = "cnnlib-train"
@@ -85,7 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup-epochs", type=float, default=1.0, help="length of the 'warmup' trick, in epochs (fractions allowed)")
     p.add_argument("--label-smoothing", type=float, default=0.1, help="eps of the 'label-smoothing' trick")
     p.add_argument("--mixup-alpha", type=float, default=0.2, help="alpha of the 'mixup' trick")
-    p.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto")
+    p.add_argument("--amp", choices=[mode for mode in AMP_MODES if mode], default="auto")
     p.add_argument("--channels-last", action="store_true", default=None,
                    help="NHWC (default: fit's choice, on for convolutional networks on a CPU)")
     p.add_argument("--device", default=None, help="default: cuda, then mps, then cpu")
@@ -210,7 +210,7 @@ def _train(args: argparse.Namespace, device: torch.device) -> History:
               f"{test.num_examples:,} test images | {args.epochs} epochs of {len(train)} steps, batch "
               f"{args.batch_size} ({world} process{'es' * (world > 1)}) | {device} | tricks: "
               f"{', '.join(args.tricks) or 'none'}", flush=True)
-    history = fit(model, train, test, args.epochs, device=device, amp=None if args.amp == "off" else args.amp,
+    history = fit(model, train, test, args.epochs, device=device, amp=args.amp,
                   channels_last=args.channels_last, progress=not args.quiet, checkpoint=args.checkpoint,
                   resume=args.resume, recipe=recipe, **setup)
     if rank == 0 and args.out is not None:

@@ -9,7 +9,7 @@ from cnnlib.lessons.tables import layer_table
 from cnnlib.models import get_model
 from cnnlib.models.resnet import cifar_resnet, resnet
 from cnnlib.lessons.references import (ALEXNET, BAG_OF_TRICKS, D2L, FASHION_MNIST, PARAMETERS, RESNET_CIFAR, RESNET_FLOPS,
-                               PublishedFigure, rows)
+                               rows)
 
 
 def count(model: torch.nn.Module) -> int:

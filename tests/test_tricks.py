@@ -28,6 +28,7 @@ from cnnlib.training.tricks import (
     training_recipe,
     warmup_cosine,
     warmup_cosine_factor,
+    warmup_steps_within,
     zero_gamma,
 )
 
@@ -464,10 +465,10 @@ def test_tricks_plug_into_fit(tmp_path):
 # --- the recipe of named tricks ------------------------------------------------------------
 
 
-def recipe_of(tricks, **extra):
+def recipe_of(tricks, epochs=3, **extra):
     torch.manual_seed(0)
     model = tiny_resnet()
-    recipe = training_recipe(model, tricks, lr=0.4, epochs=3, steps_per_epoch=10, weight_decay=1e-4, **extra)
+    recipe = training_recipe(model, tricks, lr=0.4, epochs=epochs, steps_per_epoch=10, weight_decay=1e-4, **extra)
     return model, recipe
 
 
@@ -496,6 +497,15 @@ def test_recipe_warmup_alone_then_constant():
     _, recipe = recipe_of(["warmup"])  # one epoch of 10 steps
     got = lrs(recipe["scheduler"], recipe["optimizer"], 30)
     assert got[:10] == pytest.approx([0.04 * (s + 1) for s in range(10)]) and got[10:] == pytest.approx([0.4] * 20)
+
+
+def test_a_run_shorter_than_its_warmup_still_decays():
+    """One epoch of 10 steps with a warmup of one epoch: 9 steps of warmup, then the cosine's last step
+    (warmup_cosine alone refuses warmup_steps >= total_steps)."""
+    _, recipe = recipe_of(["warmup", "cosine"], epochs=1)
+    got = lrs(recipe["scheduler"], recipe["optimizer"], 10)
+    assert got == pytest.approx([0.4 * warmup_cosine_factor(s, 9, 10) for s in range(10)])
+    assert [warmup_steps_within(e, 10, t) for e, t in ((1.0, 10), (0.5, 100), (2.0, 5), (0.0, 1))] == [9, 5, 4, 0]
 
 
 def test_recipe_distillation_keeps_label_smoothing():

@@ -6,6 +6,7 @@ substantially" and "roughly doubles the number of iterations required to converg
 ``cnnlib.lessons.references.ALEXNET`` holds those figures with their source.
 
 Protocol.
+
 - Network: AlexNet's ``small`` layout for 28x28 images at its native resolution (no upscaling),
   at half its widths: convolutions 16-32-48-48-32, fully-connected 256-256; LRN (n = 5, alpha =
   1e-4, beta = 0.75, k = 2) after the first two convolutions, 3x3 / stride 2 max-pooling,
@@ -156,4 +157,4 @@ def dropout_slowdown(runs: list[dict]) -> list[float]:
 
 
 EXPERIMENT = Experiment("alexnet_tricks", "02b", "LRN, overlapping pooling and dropout: what each removal costs",
-                        configs, run, protocol, __doc__)
+                        configs, run, protocol)

@@ -1,6 +1,7 @@
 """Lesson 06b: what each "Bag of Tricks" refinement buys, alone and stacked (He et al., 2018, Tables 5-6).
 
 Protocol.
+
 - Student: a ResNet of four stages of one basic block at widths w, 2w, 4w, 8w (w = 8), 3x3 stem
   without max-pool (``cnnlib.models.resnet.ResNet``, 28 -> 28 -> 14 -> 7 -> 4); ResNet-D: the deep
   3x3 stem (w/2, w/2, w) and the average-pool shortcut. Teacher: the ResNet-D with two blocks per
@@ -143,4 +144,4 @@ def figure(runs: list[dict]) -> Figure:
 
 
 EXPERIMENT = Experiment("bag_of_tricks", "06b", "each refinement alone and all stacked, against the baseline",
-                        configs, run, protocol, __doc__)
+                        configs, run, protocol)

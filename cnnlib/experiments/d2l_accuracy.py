@@ -5,6 +5,7 @@ batch 128, 10 epochs), ResNet-18 to 0.865 (lr 0.05, batch 256, 10 epochs), with 
 Xavier-uniform weights, SGD without momentum or weight decay, no augmentation.
 
 Protocol.
+
 - Networks: cnnlib's torchvision-layout ``googlenet`` (no auxiliary heads) and ``resnet18``, for
   one input channel and 10 classes, on the 28x28 images as they are: the 7x7 stride-2 stem and the
   max-pools bring both to 1x1 before the global pool.
@@ -123,7 +124,7 @@ def _experiment(name: str, lesson: str, schedules: tuple[str, ...] = ()) -> Expe
         return record
 
     return Experiment(name, lesson, f"{name} at 28x28 reaches d2l's test accuracy at 96x96", configs, run,
-                      protocol, __doc__)
+                      protocol)
 
 
 GOOGLENET = _experiment("googlenet", "03", schedules=("cosine",))

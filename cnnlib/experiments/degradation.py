@@ -6,6 +6,7 @@ stay healthy (the paper, section 4.1, checked this): vanishing gradients are not
 Shortcut connections remove it: residual-56 trains to a lower error than residual-20.
 
 Protocol.
+
 - Networks: the paper's CIFAR networks of 6n + 2 layers (``cnnlib.models.resnet.ResNet`` with
   three stages of n basic blocks, a 3x3 stem, no max-pool), at width w, 2w, 4w with w = 8 (the
   paper: 16); plain (no shortcuts) and residual (option A shortcuts: identity, zero-padded
@@ -119,4 +120,4 @@ def depth_penalty(runs: list[dict]) -> dict[str, list[float]]:
 
 
 EXPERIMENT = Experiment("degradation", "04", "plain-56 trains worse than plain-20; residual-56 does not",
-                        configs, run, protocol, __doc__)
+                        configs, run, protocol)

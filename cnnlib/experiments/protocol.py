@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torchvision import datasets
 
-from cnnlib.training.data import SPLIT_SEED, VAL_SIZE, DeviceLoader, balanced_subset, fashion_mnist, take, train_val_split
+from cnnlib.training.data import SPLIT_SEED, DeviceLoader, balanced_subset, fashion_mnist, take, train_val_split
 from cnnlib.training.loop import evaluate, fit
 
 CHANCE_ERROR = 0.9  # ten balanced classes
@@ -54,9 +54,9 @@ class Splits:
     test: datasets.MNIST
 
     @classmethod
-    def load(cls, scale: Scale, root: str | None = None) -> Splits:
-        train, val = train_val_split(fashion_mnist(train=True, root=root))
-        test = fashion_mnist(train=False, root=root)
+    def load(cls, scale: Scale) -> Splits:
+        train, val = train_val_split(fashion_mnist(train=True))
+        test = fashion_mnist(train=False)
 
         def shrink(dataset: datasets.MNIST, n: int | None) -> datasets.MNIST:
             if n is None:
@@ -65,16 +65,14 @@ class Splits:
 
         return cls(shrink(train, scale.train), shrink(val, scale.val), shrink(test, scale.test))
 
-    def loaders(self, batch_size: int, seed: int, augment: bool = False,
-                resize: int | None = None) -> tuple[DeviceLoader, DeviceLoader, DeviceLoader]:
+    def loaders(self, batch_size: int, seed: int, augment: bool = False) -> tuple[DeviceLoader, DeviceLoader, DeviceLoader]:
         """(train, val, test) loaders on the CPU; the training order and augmentation follow ``seed``."""
-        train = DeviceLoader(self.train, batch_size, shuffle=True, augment=augment, resize=resize, seed=seed,
-                             device="cpu")
-        return train, self.eval_loader("val", resize), self.eval_loader("test", resize)
+        train = DeviceLoader(self.train, batch_size, shuffle=True, augment=augment, seed=seed, device="cpu")
+        return train, self.eval_loader("val"), self.eval_loader("test")
 
-    def eval_loader(self, split: Literal["train", "val", "test"], resize: int | None = None) -> DeviceLoader:
+    def eval_loader(self, split: Literal["train", "val", "test"]) -> DeviceLoader:
         """A loader for measuring accuracy on ``split`` ("train", "val" or "test"): in order, no augmentation."""
-        return DeviceLoader(getattr(self, split), EVAL_BATCH, shuffle=False, resize=resize, device="cpu")
+        return DeviceLoader(getattr(self, split), EVAL_BATCH, shuffle=False, device="cpu")
 
 
 def train_and_record(model: nn.Module, loaders: tuple[DeviceLoader, DeviceLoader, DeviceLoader], epochs: int,

@@ -5,6 +5,7 @@ its train-test gap stays below a point), so the three regularisers have nothing 
 This experiment gives them something: the same student without augmentation, trained twice as long.
 
 Protocol.
+
 - Student: ``bag_of_tricks.network(8, resnet_d=False)``, the baseline student (four stages of one
   basic block, widths 8 to 64, 3.3 M multiply-accumulates per image).
 - Recipe: SGD, momentum 0.9, weight decay 1e-4, batch 128, learning rate 0.05 decayed to 0 along a
@@ -93,4 +94,4 @@ def figure(runs: list[dict]) -> Figure:
 
 
 EXPERIMENT = Experiment("regularisers", "06b", "label smoothing, mixup and distillation on a student that overfits",
-                        configs, run, protocol, __doc__)
+                        configs, run, protocol)

@@ -6,8 +6,9 @@ rates for each network were chosen independently to make training as fast as pos
 regularization of any kind was employed."
 
 Protocol.
-- Network (``four_layer_cnn``): conv 5x5 (w) - act - max-pool 2 - conv 5x5 (2w) - act - max-pool 2
-  - conv 3x3 (2w) - act - max-pool 2 - linear (10); w = 16; no normalisation, no dropout, no
+
+- Network (``four_layer_cnn``): conv 5x5 (w) - act - max-pool 2 - conv 5x5 (2w) - act - max-pool 2 -
+  conv 3x3 (2w) - act - max-pool 2 - linear (10); w = 16; no normalisation, no dropout, no
   weight decay, no augmentation; He-normal weights with the activation's gain, zero biases.
 - Configurations: activation in {relu, tanh} x learning rate in {0.01, 0.03, 0.1}; SGD with
   momentum 0.9, batch 128, constant rate; 3 seeds each; 10 epochs on the 55,000 training images.
@@ -165,4 +166,4 @@ def figure(runs: list[dict], threshold: float = THRESHOLD) -> Figure:
 
 
 EXPERIMENT = Experiment("relu_tanh", "02b", "Does ReLU reach a fixed training error faster than tanh (the paper's figure 1)?",
-                        configs, run, protocol, __doc__)
+                        configs, run, protocol)

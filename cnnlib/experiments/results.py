@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from cnnlib.files import atomic_open
+from cnnlib.files import write_json_atomic
 
 RUN_KEYS = ("config", "seed", "train_examples", "train_loss", "train_error", "val_acc", "test_acc", "seconds")
 TOP_KEYS = ("experiment", "command", "commit", "machine", "created", "runs")
@@ -38,14 +38,6 @@ PACKAGE = Path(__file__).resolve().parents[1]  # cnnlib/: git finds the checkout
 
 class ResultsMismatch(RuntimeError):
     """An existing results file belongs to another experiment, profile or machine."""
-
-
-def write_json_atomic(path: str | os.PathLike, data: dict) -> None:
-    """Write ``data`` as JSON to ``path`` in one step: temporary file, fsync, ``os.replace``."""
-    path = Path(path)
-    with atomic_open(path, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1)
-        f.write("\n")
 
 
 def _cpu_info() -> tuple[str, list[str]]:

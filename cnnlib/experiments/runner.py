@@ -40,7 +40,7 @@ class Experiment:
     ``run(config, seed, context)`` trains one and returns its record (``results.RUN_KEYS``
     except config and seed); ``protocol(scale)``: the settings shared by every configuration
     (widths, epochs, batch), kept in the results file so that a changed protocol cannot be
-    resumed into old runs. The protocol and its sizing are in ``doc``, the module's docstring."""
+    resumed into old runs. The protocol and its sizing are in the module's docstring (``help``)."""
 
     name: str
     lesson: str
@@ -48,7 +48,6 @@ class Experiment:
     configs: Callable[[Scale], list[dict]]
     run: Callable[[dict, int, Context], dict]
     protocol: Callable[[Scale], dict]
-    doc: str
 
 
 def save_weights(context: Context, role: str, seed: int, model: nn.Module) -> None:

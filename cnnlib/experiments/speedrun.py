@@ -1,6 +1,7 @@
 """Lesson 07: what each ingredient of the speedrun recipe buys (``cnnlib.training.speedrun_recipe``), over seeds.
 
 Protocol.
+
 - The recipe: ``cnnlib.training.speedrun_recipe.CONFIG`` as it stands (kept in the results file as the protocol,
   so that runs of a retuned recipe are never mixed with these), shortened to ``EPOCHS`` (the
   same one-epoch warmup, the cosine decay over the rest), in fp32 (``amp=None``) so that CPUs
@@ -116,4 +117,4 @@ def curves(runs: list[dict], variants: tuple[str, ...] = (FULL, "no EMA")) -> Fi
 
 
 EXPERIMENT = Experiment("speedrun", "07", "each ingredient of the speedrun recipe raises its accuracy",
-                        configs, run, protocol, __doc__)
+                        configs, run, protocol)

@@ -405,7 +405,7 @@ def not_done(name: str, message: str) -> Failure:
 def judge(spec: dict, observed: dict) -> list[Failure | None]:
     """One entry per case of the check: ``None`` where it passed, else its :class:`Failure`.
 
-    ``spec`` and ``observed`` are what a check built (or their :func:`decode`d records).
+    ``spec`` and ``observed`` are what a check built, or the records :func:`decode` returns.
     """
     return _JUDGES[spec["kind"]](spec, observed)
 

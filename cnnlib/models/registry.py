@@ -11,8 +11,10 @@ T = TypeVar("T")
 
 
 def lookup(table: Mapping[str, T], name: str, kind: str, advice: str = "") -> T:
-    """``table[name]``, or a ValueError naming the closest known names (``difflib.get_close_matches``)
-    and all of them, sorted: ``unknown model 'resnet05'. Did you mean 'resnet50'? Known models: ...``.
+    """``table[name]``, or a ValueError that names the closest known names and all of them.
+
+    The closest come from ``difflib.get_close_matches``, all of them sorted, as in
+    ``unknown model 'resnet05'. Did you mean 'resnet50'? Known models: ...``.
 
     Args:
         table: the known names and what each one stands for.

@@ -147,6 +147,11 @@ def mean_std(dataset: datasets.MNIST) -> tuple[float, float]:
     return _kind(dataset)[1]
 
 
+def flips_preserve_labels(dataset: datasets.MNIST) -> bool:
+    """Whether a left-right mirrored image keeps its label (clothes: yes; digits: no)."""
+    return _kind(dataset)[2]
+
+
 def balanced_subset(labels: Tensor, n: int, seed: int = 0) -> Tensor:
     """Sorted indices of ``n`` examples drawn with ``seed``: ``n // C`` per class, one more for the first ``n % C``."""
     classes = labels.unique()

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from cnnlib.files import atomic_open
+from cnnlib.files import atomic_open, write_json_atomic
 from cnnlib.training.profiles import active_profile, choose_device
 
 __all__ = ["Callback", "History", "TrainingDiverged", "autocast_dtype", "checkpoint_recipe", "choose_device",
@@ -150,7 +150,8 @@ class History:
         return cls([dict(row) for row in d["epochs"]], d.get("interrupted", False))
 
     def save(self, path: str | os.PathLike) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        """Write the history as JSON in one step (:func:`cnnlib.files.write_json_atomic`)."""
+        write_json_atomic(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> History:

@@ -40,8 +40,8 @@ class EMA(Callback):
     warmup it equals ``torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay),
     use_buffers=True)`` on parameters and floating buffers after the same updates, once that has been
     given the starting weights (its first ``update_parameters`` copies; ours starts as the copy).
-    The averaged weights are a cheap ensemble over the last ~1 / (1 - decay) steps: they reach a
-    given test accuracy in fewer epochs.
+    The averaged weights are a cheap ensemble over the last ~1 / (1 - decay) steps; whether they beat
+    the raw weights is measured, not assumed (the speedrun's ablation, ``results/speedrun.json``).
     """
 
     def __init__(self, model: nn.Module, decay: float = 0.99, warmup: bool = True) -> None:

@@ -23,13 +23,12 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from cnnlib.training.data import DATASETS, DeviceLoader
-from cnnlib.training.data import train_val_split
+from cnnlib.training.data import DATASETS, DeviceLoader, flips_preserve_labels, train_val_split
 from cnnlib.models.resnet import small_resnet
 from cnnlib.training.speed import (EMA, ProgressiveResizing, flip_tta_logits, progressive_sizes, scaled_lr,
                                    speed_param_groups, whitening_init_)
 from cnnlib.training.loop import Callback, History, evaluate, fit, prefers_channels_last, seed_everything
-from cnnlib.training.tricks import warmup_cosine
+from cnnlib.training.tricks import warmup_cosine, warmup_steps_within
 
 CONFIG = dict(
     blocks=(1, 1, 1, 1), widths=(16, 32, 64, 128),  # lesson 05's small_resnet for 28x28: 308,538 parameters
@@ -103,11 +102,10 @@ def run(config: dict | None = None, seed: int = 0, dataset: str = "fashion-mnist
     groups = scaled_lr(speed_param_groups(model, config["weight_decay"], config["norm_lr_scale"]), config["lr"])
     optimizer = torch.optim.SGD(groups, lr=config["lr"], momentum=config["momentum"], nesterov=config["nesterov"])
     epochs, steps = config["epochs"], len(train)
-    warmup = min(round(config["warmup_epochs"] * steps), epochs * steps - 1)  # a 1-epoch run still decays
-    scheduler = warmup_cosine(optimizer, warmup, epochs * steps)
+    scheduler = warmup_cosine(optimizer, warmup_steps_within(config["warmup_epochs"], steps, epochs * steps), epochs * steps)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"])
     ema = EMA(model, config["ema_decay"]) if config["ema_decay"] else None
-    tta = config["flip_tta"] and _flips_preserve_labels(train_set)
+    tta = config["flip_tta"] and flips_preserve_labels(train_set)
     judged, logits_fn = ema.module if ema is not None else model, flip_tta_logits if tta else None
     sizes = progressive_sizes(epochs, config["start_size"], 28)
     clock = _Stopwatch(start, sizes, split, log)
@@ -169,6 +167,3 @@ def epochs_for(seconds: float, examples_per_s: float, train_examples: int, eval_
     epoch = (train_examples + eval_forwards / 3) / examples_per_s
     return max(1, min(max_epochs, math.floor(seconds / epoch)))
 
-
-def _flips_preserve_labels(dataset) -> bool:
-    return type(dataset).__name__ == "FashionMNIST"

@@ -61,6 +61,12 @@ def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int) -> floa
     return 0.5 * (1.0 + math.cos(math.pi * t / (total_steps - warmup_steps)))
 
 
+def warmup_steps_within(warmup_epochs: float, steps_per_epoch: int, total_steps: int) -> int:
+    """The warmup's steps, round(warmup_epochs * steps_per_epoch), at most total_steps - 1: a run
+    shorter than its warmup still ends on a decaying step instead of being refused."""
+    return max(0, min(round(warmup_epochs * steps_per_epoch), total_steps - 1))
+
+
 def warmup_cosine(
     optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
@@ -296,7 +302,8 @@ def training_recipe(
 
     Always SGD(lr, momentum, weight_decay). "zero-gamma" changes `model` now, in place;
     "no-bias-decay" splits the optimizer's parameters; "warmup" ramps the rate up over
-    round(warmup_epochs * steps_per_epoch) steps (then keeps it, or decays it with "cosine");
+    round(warmup_epochs * steps_per_epoch) steps (then keeps it, or decays it with "cosine": then at
+    most all steps but the last, `warmup_steps_within`);
     "label-smoothing" uses eps = `label_smoothing`, also in the distillation loss's label term;
     "mixup" draws from Beta(mixup_alpha, mixup_alpha) with its own generator seeded by `seed`.
     Returns {"optimizer", "scheduler", "loss_fn", "batch_transform"} (None: fit's default).
@@ -323,7 +330,8 @@ def training_recipe(
     warmup = round(warmup_epochs * steps_per_epoch) if "warmup" in tricks else 0
     scheduler = None
     if "cosine" in tricks:
-        scheduler = warmup_cosine(optimizer, warmup, epochs * steps_per_epoch)
+        total = epochs * steps_per_epoch
+        scheduler = warmup_cosine(optimizer, warmup_steps_within(warmup_epochs, steps_per_epoch, total) if warmup else 0, total)
     elif warmup:  # warmup alone: the linear ramp, then the full rate
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, functools.partial(linear_warmup_factor, warmup_steps=warmup))
