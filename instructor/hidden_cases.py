@@ -70,6 +70,14 @@ HIDDEN_CASES = {
             "check_function(feature_side, [500, 63, 68, 1000], name='Exercise 3',\n"
             "               reference=lambda n: sequential_out_size(layouts['paper'].features, n))"
         ),
+        "Exercise 4": (
+            "_hidden_models = [nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 10)),\n"
+            "                  nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 5, bias=False)),\n"
+            "                  get_model('alexnet', layout='small')]\n"
+            "_hidden_tables = [layer_table(m, (1, 8, 8)) for m in _hidden_models[:2]] + [layer_table(_hidden_models[2], 28)]\n"
+            "check_function(linear_shares, [(t, shares_from_the_model(m, t)) for m, t in zip(_hidden_models, _hidden_tables)],\n"
+            "               atol=1e-9, name='Exercise 4')"
+        ),
     },
     "02b_alexnet_evidence": {
         "Exercise 1": (
