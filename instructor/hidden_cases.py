@@ -153,6 +153,15 @@ HIDDEN_CASES = {
             "check_function(stage_shapes, [(18, 64), (50, 96), (34, 33), (152, 17)],\n"
             "               reference=measured_stage_shapes, name='Exercise 2')"
         ),
+        "Exercise 4": (
+            "def _hidden_reference(runs, published):\n"
+            "    _hidden_i = interval([run['test_acc'] for run in runs])\n"
+            "    return _hidden_i['low'], _hidden_i['high'], published < _hidden_i['low']\n"
+            "_hidden_runs = [{'test_acc': 0.90}, {'test_acc': 0.91}, {'test_acc': 0.93}]\n"
+            "check_function(against_single_run, [(_hidden_runs, 0.5), (_hidden_runs, 0.9), (_hidden_runs[:2], 0.9),\n"
+            "                                    (results['runs'][:2], 0.0)],\n"
+            "               reference=_hidden_reference, atol=1e-9, name='Exercise 4')"
+        ),
     },
     "06_bag_of_tricks": {
         "Exercise 1": (
@@ -172,6 +181,10 @@ HIDDEN_CASES = {
             "check_function(no_decay_names, [nn.Sequential(nn.Linear(3, 4, bias=False), nn.BatchNorm1d(4), nn.Linear(4, 1)),\n"
             "                                nn.Conv2d(2, 2, 1)],\n"
             "               reference=reference_names, name='Exercise 4')"
+        ),
+        "Exercise 5": (
+            "check_function(smoothed_loss_floor, [(3, 0.3), (1000, 0.05), (7, 0.5), (2, 1.0)],\n"
+            "               reference=torch_loss_at_the_target, atol=1e-9, name='Exercise 5')"
         ),
     },
     "06b_bag_of_tricks_evidence": {
