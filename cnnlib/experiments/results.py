@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from cnnlib.experiments.stats import config_text
 from cnnlib.files import write_json_atomic
 
 RUN_KEYS = ("config", "seed", "train_examples", "train_loss", "train_error", "val_acc", "test_acc", "seconds")
@@ -91,7 +92,7 @@ def git_commit() -> str:
 
 def config_key(config: dict, seed: int) -> str:
     """A canonical text for a (configuration, seed) pair: key order does not matter."""
-    return json.dumps({"config": config, "seed": seed}, sort_keys=True)
+    return f"{config_text(config)} seed={seed}"
 
 
 class ResultsFile:
@@ -156,7 +157,7 @@ def provenance(data: dict) -> str:
     the machine and the commit, or every commit its runs were made at when a resumed command ran
     at several (the file's own first)."""
     runs = data["runs"]
-    configs = {json.dumps(run["config"], sort_keys=True) for run in runs}
+    configs = {config_text(run["config"]) for run in runs}
     seeds = sorted({run["seed"] for run in runs})
     examples = sorted({run["train_examples"] for run in runs})
     m = data["machine"]
@@ -196,7 +197,7 @@ def problems(data: dict, min_seeds: int = 3, min_train_examples: int = 50_000) -
         if missing:
             found.append(f"run {i} lacks {missing}")
             continue
-        key = json.dumps(run["config"], sort_keys=True)
+        key = config_text(run["config"])
         if run["seed"] in seeds.setdefault(key, set()):
             found.append(f"run {i}: config {key} with seed {run['seed']} appears twice")
         seeds[key].add(run["seed"])

@@ -31,11 +31,16 @@ def config_label(config: dict) -> str:
     return ", ".join(f"{key}={value}" for key, value in config.items())
 
 
+def config_text(config: dict) -> str:
+    """A configuration as canonical JSON text, the same whatever the order of its keys."""
+    return json.dumps(config, sort_keys=True)
+
+
 def group_runs(runs: Iterable[dict]) -> dict[str, list[dict]]:
     """Runs grouped by configuration (in the order of first appearance)."""
     groups: dict[str, list[dict]] = {}
     for run in runs:
-        groups.setdefault(json.dumps(run["config"], sort_keys=True), []).append(run)
+        groups.setdefault(config_text(run["config"]), []).append(run)
     return groups
 
 

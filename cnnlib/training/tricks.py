@@ -302,8 +302,8 @@ def training_recipe(
 
     Always SGD(lr, momentum, weight_decay). "zero-gamma" changes `model` now, in place;
     "no-bias-decay" splits the optimizer's parameters; "warmup" ramps the rate up over
-    round(warmup_epochs * steps_per_epoch) steps (then keeps it, or decays it with "cosine": then at
-    most all steps but the last, `warmup_steps_within`);
+    round(warmup_epochs * steps_per_epoch) steps, at most all steps but the last
+    (`warmup_steps_within`), then keeps it, or decays it with "cosine";
     "label-smoothing" uses eps = `label_smoothing`, also in the distillation loss's label term;
     "mixup" draws from Beta(mixup_alpha, mixup_alpha) with its own generator seeded by `seed`.
     Returns {"optimizer", "scheduler", "loss_fn", "batch_transform"} (None: fit's default).
@@ -327,11 +327,11 @@ def training_recipe(
         zero_gamma(model)
     params = no_bias_decay(model, weight_decay) if "no-bias-decay" in tricks else model.parameters()
     optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    warmup = round(warmup_epochs * steps_per_epoch) if "warmup" in tricks else 0
+    total = epochs * steps_per_epoch
+    warmup = warmup_steps_within(warmup_epochs if "warmup" in tricks else 0.0, steps_per_epoch, total)
     scheduler = None
     if "cosine" in tricks:
-        total = epochs * steps_per_epoch
-        scheduler = warmup_cosine(optimizer, warmup_steps_within(warmup_epochs, steps_per_epoch, total) if warmup else 0, total)
+        scheduler = warmup_cosine(optimizer, warmup, total)
     elif warmup:  # warmup alone: the linear ramp, then the full rate
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, functools.partial(linear_warmup_factor, warmup_steps=warmup))
