@@ -17,7 +17,7 @@ from cnnlib.experiments import (alexnet_tricks, bag_of_tricks, d2l_accuracy, deg
                                 speedrun)
 from cnnlib.experiments.__main__ import main
 from cnnlib.experiments.protocol import Scale, Splits, epochs_to_reach, train_val_split
-from cnnlib.experiments.runner import Context, chosen_weights, save_weights
+from cnnlib.experiments.runner import Context, chosen_network, save_weights
 from cnnlib.experiments.results import (ResultsFile, ResultsMismatch, load, machine, problems, provenance,
                                        write_json_atomic)
 from cnnlib.experiments.stats import curves, interval
@@ -403,19 +403,21 @@ def test_bag_of_tricks_differences_table_and_names():
     assert [t.get_text() for t in ax.get_xticklabels()] == ["mixup"] and ax.patches[0].get_height() == pytest.approx(2)
 
 
-def test_the_teacher_is_chosen_on_validation_accuracy_and_its_weights_reloaded(tmp_path):
+def test_the_teacher_is_chosen_on_validation_accuracy_and_its_weights_loaded(tmp_path):
     runs = [{"config": {"model": "teacher"}, "seed": s, "val_acc": [0.5, v]} for s, v in enumerate((0.8, 0.9, 0.85))]
     context = Context(None, Scale.of(True), SimpleNamespace(runs=runs), tmp_path / "NAME.artifacts")
     is_teacher = lambda config: config["model"] == "teacher"  # noqa: E731
     with pytest.raises(FileNotFoundError, match="teacher-seed1.pt are missing"):
-        chosen_weights(context, "teacher", is_teacher)
+        chosen_network(context, "teacher", is_teacher, torch.nn.Linear(2, 2))
     models = [torch.nn.Linear(2, 2) for _ in runs]
     for seed, model in enumerate(models):
         save_weights(context, "teacher", seed, model)
-    seed, weights = chosen_weights(context, "teacher", is_teacher)
-    assert seed == 1 and torch.equal(weights["weight"], models[1].weight)
+    fresh = torch.nn.Linear(2, 2)
+    seed, teacher = chosen_network(context, "teacher", is_teacher, fresh)
+    assert seed == 1 and teacher is fresh and torch.equal(teacher.weight, models[1].weight)
+    assert torch.equal(teacher.bias, models[1].bias)
     with pytest.raises(RuntimeError, match="needs a trained baseline, and no baseline run is finished"):
-        chosen_weights(context, "baseline", lambda config: config.get("regulariser", "") is None)
+        chosen_network(context, "baseline", lambda config: config.get("regulariser", "") is None, torch.nn.Linear(2, 2))
 
 
 def test_regularisers_differences_table_and_figure():

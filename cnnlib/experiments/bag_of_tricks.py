@@ -17,7 +17,7 @@ Protocol.
   no bias decay; label smoothing 0.1; mixup with alpha 0.2; distillation with T = 20 from the
   teacher); the teacher; all of them stacked. 3 seeds each.
 - The teacher used by distillation is the teacher run with the highest final validation
-  accuracy (``runner.chosen_weights``): a choice made on the validation split; its weights are kept in
+  accuracy (``runner.chosen_network``): a choice made on the validation split; its weights are kept in
   ``results/bag_of_tricks.artifacts/``.
 - Report: per configuration, the test accuracy's mean and 95% interval over seeds and its
   difference from the baseline; a difference whose interval contains 0 is within the noise.
@@ -39,7 +39,7 @@ import torch
 
 from cnnlib.experiments import report
 from cnnlib.experiments.protocol import Scale, train_and_record
-from cnnlib.experiments.runner import Context, Experiment, chosen_weights, save_weights
+from cnnlib.experiments.runner import Context, Experiment, chosen_network, save_weights
 from cnnlib.models.resnet import ResNet, small_resnet
 from cnnlib.training.tricks import (DISTILLATION, MODEL_TWEAK, linear_scaled_lr, linear_warmup_factor, training_recipe,
                                    warmup_cosine_factor)
@@ -94,9 +94,8 @@ def run(config: dict, seed: int, context: Context) -> dict:
     model = network(p["width"], MODEL_TWEAK in changes, blocks=2 if is_teacher else 1)
     teacher, teacher_seed = None, None
     if DISTILLATION in changes:
-        teacher_seed, weights = chosen_weights(context, "teacher", lambda c: c["model"] == "teacher")
-        teacher = network(p["width"], True, blocks=2)
-        teacher.load_state_dict(weights)
+        teacher_seed, teacher = chosen_network(context, "teacher", lambda c: c["model"] == "teacher",
+                                               network(p["width"], True, blocks=2))
     loaders = context.splits.loaders(BATCH, seed, augment=True)
     steps = p["epochs"] * len(loaders[0])
     setup = training_recipe(model, [c for c in changes if c not in (MODEL_TWEAK, DISTILLATION, "warmup", "cosine")],

@@ -107,15 +107,14 @@ def figure(runs: list[dict]) -> Figure:
 def depth_penalty(runs: list[dict]) -> dict[str, list[float]]:
     """Per kind (plain, residual), seed by seed: the deepest network's final training error (eval
     mode) minus the shallowest's. Above 0 is degradation: the deeper network fits its training set worse."""
-    error: dict[tuple[str, int], dict[int, float]] = {}  # (kind, depth) -> {seed: error}
-    for r in runs:
-        error.setdefault((r["config"]["kind"], r["config"]["depth"]), {})[r["seed"]] = 1 - r["train_acc_eval"]
     penalty = {}
     for kind in SHORTCUTS:
-        depths = sorted(depth for k, depth in error if k == kind)
+        of_kind = [r for r in runs if r["config"]["kind"] == kind]
+        depths = sorted({r["config"]["depth"] for r in of_kind})
         if depths:
-            shallow, deep = error[kind, depths[0]], error[kind, depths[-1]]
-            penalty[kind] = [deep[seed] - shallow[seed] for seed in sorted(shallow) if seed in deep]
+            by_depth = report.differences(of_kind, label=lambda config: str(config["depth"]), baseline=str(depths[0]),
+                                          metric=lambda run: 1 - run["train_acc_eval"])
+            penalty[kind] = by_depth.get(str(depths[-1]), [])
     return penalty
 
 

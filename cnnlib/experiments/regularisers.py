@@ -32,7 +32,7 @@ import pandas as pd
 
 from cnnlib.experiments import bag_of_tricks, report
 from cnnlib.experiments.protocol import Scale, train_and_record
-from cnnlib.experiments.runner import Context, Experiment, chosen_weights, save_weights
+from cnnlib.experiments.runner import Context, Experiment, chosen_network, save_weights
 from cnnlib.training.tricks import DISTILLATION, linear_scaled_lr, training_recipe
 from cnnlib.lessons.viz import Figure
 
@@ -56,9 +56,8 @@ def run(config: dict, seed: int, context: Context) -> dict:
     model = bag_of_tricks.network(p["width"], resnet_d=False)
     teacher, teacher_seed = None, None
     if regulariser == DISTILLATION:
-        teacher_seed, weights = chosen_weights(context, "baseline", lambda c: c["regulariser"] is None)
-        teacher = bag_of_tricks.network(p["width"], resnet_d=False)
-        teacher.load_state_dict(weights)
+        teacher_seed, teacher = chosen_network(context, "baseline", lambda c: c["regulariser"] is None,
+                                               bag_of_tricks.network(p["width"], resnet_d=False))
     loaders = context.splits.loaders(p["batch_size"], seed, augment=p["augment"])
     tricks = [p["schedule"]] + ([regulariser] if regulariser in ("label-smoothing", "mixup") else [])
     setup = training_recipe(model, tricks, lr=p["lr"], epochs=p["epochs"], steps_per_epoch=len(loaders[0]),

@@ -56,9 +56,11 @@ def save_weights(context: Context, role: str, seed: int, model: nn.Module) -> No
     torch.save(model.state_dict(), context.artifacts / f"{role}-seed{seed}.pt")
 
 
-def chosen_weights(context: Context, role: str, is_role: Callable[[dict], bool]) -> tuple[int, dict]:
-    """The seed and saved weights (``save_weights``) of the finished run whose config ``is_role`` with the
-    highest final validation accuracy: a teacher chosen on the validation split, never on the test set."""
+def chosen_network(context: Context, role: str, is_role: Callable[[dict], bool],
+                   network: nn.Module) -> tuple[int, nn.Module]:
+    """The seed of the finished run whose config ``is_role`` with the highest final validation accuracy
+    (a teacher chosen on the validation split, never on the test set), and ``network`` (a fresh one of the
+    run's shape) with that run's saved weights (``save_weights``) loaded."""
     runs = [r for r in context.results.runs if is_role(r["config"])]
     if not runs:
         raise RuntimeError(f"distillation needs a trained {role}, and no {role} run is finished: "
@@ -68,7 +70,8 @@ def chosen_weights(context: Context, role: str, is_role: Callable[[dict], bool])
     if not path.exists():
         raise FileNotFoundError(f"the chosen {role}'s weights {path} are missing: delete the {role} runs "
                                 "from the results file so that they are trained again")
-    return seed, torch.load(path, weights_only=True)
+    network.load_state_dict(torch.load(path, weights_only=True))
+    return seed, network
 
 
 def artifacts_dir(out: str | os.PathLike) -> Path:
