@@ -131,12 +131,13 @@ def test_part(python: Path, part: Part, workers: int, selection: list[str]) -> N
 
 def book(python: Path) -> None:
     """The committed, executed lessons as an HTML book (nothing re-executed), with the README's parts
-    and the API reference, into book/_build/html; its tools from book/requirements.txt, once."""
+    and the API reference, into book/_build/html; its tools from book/requirements.txt, once. A Sphinx
+    warning (a broken reference, a malformed docstring) fails the build, after listing every one."""
     stamp = python.parent.parent / ".cnnlib-book-installed"
     if not is_fresh(stamp, BOOK_INPUTS):
         run([python, "-m", "pip", "install", "--quiet", "-r", "book/requirements.txt"])
         stamp.touch()
-    run([python, "-m", "sphinx", "-q", "-c", "book", ".", "book/_build/html"])
+    run([python, "-m", "sphinx", "-q", "-W", "--keep-going", "-c", "book", ".", "book/_build/html"])
 
 
 def main(argv: list[str] | None = None) -> None:
