@@ -44,7 +44,7 @@ ADDED = [
 
 def rows(amp: str | None) -> list[tuple[str, dict]]:
     """(name, config) of every row: the cumulative ingredients, then the full recipe's other batch sizes."""
-    out, config = [], {**PLAIN, "amp": amp}
+    out, config = [], {**PLAIN, "amp": amp, "batch_size": CONFIG["batch_size"]}
     for name, added in ADDED:
         config = {**config, **added}
         out.append((name, config))
@@ -68,14 +68,14 @@ def step_table(amp: str | None, steps: int, rounds: int) -> None:
     measured: dict[str, list[float]] = {name: [] for name, _ in table}
     for _ in range(rounds):
         for name, config in table:
-            batch = config.get("batch_size", CONFIG["batch_size"])
-            record = run({**config, "epochs": 1}, split="test", train_subset=steps * batch, eval_subset=1000, log=None)
+            record = run({**config, "epochs": 1}, split="test", train_subset=steps * config["batch_size"],
+                         eval_subset=1000, log=None)
             measured[name].append(record["examples_per_s"])
     print(f"{f'training, {steps} steps an epoch':40s} {'examples/s':>11s} {'ms/step':>9s} {'added':>9s}")
     previous = None
     for i, (name, config) in enumerate(table):
         per_s = statistics.median(measured[name])
-        ms = 1000 * config.get("batch_size", CONFIG["batch_size"]) / per_s
+        ms = 1000 * config["batch_size"] / per_s
         added = f"{ms - previous:+9.1f}" if 0 < i < len(ADDED) else ""
         previous = ms
         print(f"{name:40s} {per_s:11.0f} {ms:9.1f} {added:>9s}   (rounds: {', '.join(f'{v:.0f}' for v in measured[name])})")
