@@ -1,12 +1,17 @@
+import copy
+import itertools
+
 import pytest
 import torch
+from torch.optim.swa_utils import update_bn
 
 from cnnlib.training.data import DeviceLoader, fashion_mnist
 from cnnlib.training.data import train_val_split
 from cnnlib.models import get_model
 from cnnlib.lessons.viz import plot_time_to_accuracy
-from cnnlib.training.loop import Callback
-from cnnlib.training.speedrun_recipe import CONFIG, build_model, epochs_for, epochs_within, run
+from cnnlib.training.loop import Callback, evaluate
+from cnnlib.training.speed import EMA
+from cnnlib.training.speedrun_recipe import CONFIG, build_model, epochs_for, epochs_within, paired_evaluations, run
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +67,33 @@ def test_the_recipe_trains_with_fits_loop_and_takes_more_callbacks():
     record = run(dict(epochs=2, batch_size=64, ema_decay=0.0, flip_tta=False), train_subset=256, eval_subset=100,
                  log=None, device="cpu", callbacks=[Count()])
     assert steps == [True] * 8 and evaluated == [row["acc"] for row in record["epochs"]]
+
+
+def test_paired_evaluations_judge_the_same_weights_every_way(train_split):
+    train = DeviceLoader(train_split, 64, shuffle=False, subset=256, device="cpu")
+    evals = DeviceLoader(train_split, 100, shuffle=False, subset=200, device="cpu")
+    model = build_model({**CONFIG, "whiten": False}, train).eval()
+    ema = EMA(model, 0.9)
+    for _ in range(3):
+        ema.update(model)  # an unchanging model: its average is the model, statistics included
+    got = paired_evaluations(model, ema, train, evals, None, False, tta=True, bn_batches=2)
+    assert set(got) == {"raw", "raw_tta", "ema", "ema_tta", "ema_recomputed", "ema_recomputed_tta"}
+    assert got["ema"] == got["raw"] and got["ema_tta"] == got["raw_tta"]
+    recomputed = copy.deepcopy(model)
+    update_bn(itertools.islice(train, 2), recomputed)
+    for ours, reference, raw in zip(ema.module.buffers(), recomputed.buffers(), model.buffers()):
+        torch.testing.assert_close(ours, reference)
+        assert ours.dtype != torch.float32 or not torch.equal(ours, raw)  # the statistics changed; the model's did not
+    assert got["ema_recomputed"] == evaluate(recomputed, evals, "cpu", None)
+
+
+def test_a_run_with_paired_final_evaluations_agrees_with_its_own_last_epoch():
+    record = run(dict(epochs=1, batch_size=64), train_subset=256, eval_subset=100, log=None, device="cpu",
+                 paired_final=True)
+    assert record["final"]["ema_tta"] == record["acc"]
+    without = run(dict(epochs=1, batch_size=64, ema_decay=0.0, flip_tta=False), train_subset=256, eval_subset=100,
+                  log=None, device="cpu", paired_final=True)
+    assert without["final"] == {"raw": without["acc"]}
 
 
 def test_mnist_runs_without_flips_and_reports_the_test_set_last():

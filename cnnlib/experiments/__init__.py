@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cnnlib.experiments import (alexnet_tricks, bag_of_tricks, d2l_accuracy, degradation, regularisers, relu_tanh,
-                                speedrun)
+                                speedrun, speedrun_search)
 from cnnlib.experiments.results import load
 from cnnlib.experiments.runner import Experiment, run_experiment
 from cnnlib.files import course_folder
@@ -18,7 +18,8 @@ from cnnlib.models.registry import lookup
 
 EXPERIMENTS: dict[str, Experiment] = {experiment.name: experiment for experiment in (
     relu_tanh.EXPERIMENT, alexnet_tricks.EXPERIMENT, d2l_accuracy.GOOGLENET, degradation.EXPERIMENT,
-    d2l_accuracy.RESNET18, bag_of_tricks.EXPERIMENT, regularisers.EXPERIMENT, speedrun.EXPERIMENT)}
+    d2l_accuracy.RESNET18, bag_of_tricks.EXPERIMENT, regularisers.EXPERIMENT, speedrun.EXPERIMENT,
+    speedrun_search.EXPERIMENT)}
 
 __all__ = ["EXPERIMENTS", "Experiment", "get_experiment", "load_results", "run_experiment"]
 

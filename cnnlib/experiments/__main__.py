@@ -19,7 +19,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                  "second call continues where the first stopped.")
     parser.add_argument("name", nargs="?", help="the experiment (see --list)")
     parser.add_argument("--list", action="store_true", help="name and describe the experiments, then exit")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per configuration (default 3)")
+    parser.add_argument("--seeds", type=int, help="seeds per configuration (default: the experiment's, 3 for a "
+                                                  "claim, 1 for a search)")
     parser.add_argument("--out", help="results file (default NAME.json in the course's results/, where lessons read it; with --smoke, a temporary folder)")
     parser.add_argument("--smoke", action="store_true", help="tiny data, widths and epochs: checks that it runs")
     args = parser.parse_args(argv)
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None) -> None:
             default = Path("results")
     out = Path(args.out) if args.out else default / f"{experiment.name}.json"
     command = shlex.join(["python", "-m", "cnnlib.experiments", *(sys.argv[1:] if argv is None else argv)])
-    results = run_experiment(experiment, out, seeds=args.seeds, smoke=args.smoke, command=command)
+    results = run_experiment(experiment, out, seeds=experiment.seeds if args.seeds is None else args.seeds,
+                              smoke=args.smoke, command=command)
     print(f"{len(results.runs)} runs in {out}")
 
 

@@ -40,7 +40,9 @@ class Experiment:
     ``run(config, seed, context)`` trains one and returns its record (``results.RUN_KEYS``
     except config and seed); ``protocol(scale)``: the settings shared by every configuration
     (widths, epochs, batch), kept in the results file so that a changed protocol cannot be
-    resumed into old runs. The protocol and its sizing are in the module's docstring (``help``)."""
+    resumed into old runs. ``seeds``: per configuration, 3 for a claim (the protocol), 1 for a search, whose
+    choice is then measured over seeds elsewhere. The protocol and its sizing are in the module's docstring
+    (``help``)."""
 
     name: str
     lesson: str
@@ -48,6 +50,7 @@ class Experiment:
     configs: Callable[[Scale], list[dict]]
     run: Callable[[dict, int, Context], dict]
     protocol: Callable[[Scale], dict]
+    seeds: int = 3
 
 
 def save_weights(context: Context, role: str, seed: int, model: nn.Module) -> None:

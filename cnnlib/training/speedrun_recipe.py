@@ -16,12 +16,14 @@ training images held out, the model trained on the other 55,000); ``split="test"
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import update_bn
 
 from cnnlib.training.data import DATASETS, DeviceLoader, flips_preserve_labels, train_val_split
 from cnnlib.models.resnet import small_resnet
@@ -68,7 +70,7 @@ def build_model(config: dict, train: DeviceLoader) -> nn.Module:
 def run(config: dict | None = None, seed: int = 0, dataset: str = "fashion-mnist", split: str = "val",
         train_subset: int | None = None, eval_subset: int | None = None, targets: Sequence[float] = (0.93, 0.94),
         device: str | torch.device | None = None, log: Callable[[str], None] | None = print,
-        final_test: bool = False, callbacks: Sequence[Callback] = ()) -> dict:
+        final_test: bool = False, callbacks: Sequence[Callback] = (), paired_final: bool = False) -> dict:
     """Train ``config`` (``CONFIG`` updated by it) once; return the run's record.
 
     ``{"config", "seed", "dataset", "split", "train_examples", "split_sizes": {"train", "eval"}, "flip_tta",
@@ -81,6 +83,8 @@ def run(config: dict | None = None, seed: int = 0, dataset: str = "fashion-mnist
     ``final_test`` (with ``split="val"``) adds ``"test_acc"``: the trained model once on the test set
     (``eval_subset`` of it, as of the validation images), after the clock has stopped, for reporting only.
     ``callbacks``: more ``fit`` hooks, after the recipe's own (a profiler's step).
+    ``paired_final`` adds ``"final"``: the last weights judged every way at once (``paired_evaluations``),
+    after the clock and ``test_acc``.
     """
     config = {**CONFIG, **(config or {})}
     unknown = sorted(set(config) - set(CONFIG))
@@ -124,7 +128,34 @@ def run(config: dict | None = None, seed: int = 0, dataset: str = "fashion-mnist
     if final_test and split == "val":
         test = DeviceLoader(load(train=False), 1000, shuffle=False, subset=eval_subset, device=device)
         record["test_acc"] = evaluate(judged, test, device, config["amp"], channels_last, logits_fn)
+    if paired_final:
+        record["final"] = paired_evaluations(model, ema, train, evals, config["amp"], channels_last, tta)
     return record
+
+
+def paired_evaluations(model: nn.Module, ema: EMA | None, train: DeviceLoader, evals: DeviceLoader,
+                       amp: str | None, channels_last: bool, tta: bool, bn_batches: int = 20) -> dict[str, float]:
+    """The accuracy on ``evals`` of one training's last weights, judged each way the recipe could judge them,
+    so that the differences between ways are paired (the same run, the same images).
+
+    Keys: ``raw`` (the weights themselves); with an ``ema``, ``ema`` (the average, with BatchNorm's running
+    statistics averaged along with the weights, as ``EMA`` keeps them) and ``ema_recomputed`` (the average,
+    with the statistics recomputed for the averaged weights over ``bn_batches`` training batches, as
+    ``torch.optim.swa_utils.update_bn`` does for SWA); each also with ``_tta`` (flip TTA) when ``tta``.
+    Recomputing overwrites the EMA's statistics, so this is the run's last evaluation.
+    """
+    judges = {"raw": model, **({"ema": ema.module} if ema is not None else {})}
+    views = {"": None, **({"_tta": flip_tta_logits} if tta else {})}
+
+    def judge(names: dict[str, nn.Module]) -> dict[str, float]:
+        return {name + view: evaluate(network, evals, train.device, amp, channels_last, logits)
+                for name, network in names.items() for view, logits in views.items()}
+
+    accuracies = judge(judges)
+    if ema is not None:
+        update_bn(itertools.islice(train, bn_batches), ema.module)
+        accuracies |= judge({"ema_recomputed": ema.module})
+    return accuracies
 
 
 class _Stopwatch(Callback):
