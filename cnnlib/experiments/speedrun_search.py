@@ -17,8 +17,8 @@ Protocol.
   (``benchmarks/speedrun.py``); a difference between variants smaller than the spread of seeds seen in
   ``results/speedrun.json`` (about half a point) chooses nothing.
 
-Sizing: 4 variants x 1 seed, about 10 to 14 minutes each on 2 AVX2 cores (an hour), less where the CPU is
-faster.
+Sizing: 6 variants x 1 seed on 2 AVX2 cores: the first four about 12 to 13 minutes each, the 12-epoch ones
+about 15 and 22 (about 100 minutes in all), less where the CPU is faster.
 """
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ VARIANTS = {  # what each changes; epochs: about 13 minutes at the variant's thr
     "batch 128, 7 epochs": dict(epochs=7, batch_size=128, lr=0.1),
     "resizing 20 to 28, 9 epochs": dict(epochs=9, start_size=20),
     "stem 8 channels, 8 epochs": dict(epochs=8, widths=[8, 32, 64, 128]),
+    # after those four (none reached 93%): how long until 93%, at full size and with resizing
+    "resizing 16 to 28, 12 epochs": dict(epochs=12, start_size=16),
+    "recipe, 12 epochs": dict(epochs=12),
 }
 
 
