@@ -14,7 +14,7 @@ import torch
 
 from cnnlib.experiments import EXPERIMENTS, get_experiment, load_results, run_experiment
 from cnnlib.experiments import (alexnet_tricks, bag_of_tricks, d2l_accuracy, degradation, regularisers, relu_tanh,
-                                speedrun)
+                                speedrun, speedrun_search)
 from cnnlib.experiments.__main__ import main
 from cnnlib.experiments.protocol import Scale, Splits, epochs_to_reach, train_val_split
 from cnnlib.experiments.runner import Context, chosen_network, save_weights
@@ -297,6 +297,29 @@ def test_speedrun_contributions_table_and_protocol():
     assert full["amp"] is None and full["epochs"] == speedrun.EPOCHS > 1 and json.loads(json.dumps(full)) == full  # resumable as stored
 
 
+def test_speedrun_search_table_and_paired_differences():
+    def fake(variant, reached, final):
+        return {"config": {"variant": variant}, "seed": 0, "val_acc": [0.9, final["ema_tta"]], "test_acc": 0.92,
+                "seconds": 600.0, "examples_per_s": 550.0, "epochs": 2, "time_to": {"0.93": reached, "0.94": None},
+                "final": final}
+    first = dict(raw=0.921, raw_tta=0.922, ema=0.923, ema_tta=0.925, ema_recomputed=0.924, ema_recomputed_tta=0.924)
+    second = dict(raw=0.931, raw_tta=0.933, ema=0.930, ema_tta=0.932, ema_recomputed=0.934, ema_recomputed_tta=0.935)
+    runs = [fake("recipe, 7 epochs", None, first), fake("recipe, 12 epochs", 580.0, second)]
+    table = speedrun_search.table(runs)
+    assert math.isnan(table.loc["recipe, 7 epochs", "seconds to 0.93"]) and table["seconds to 0.94"].isna().all()
+    assert table.loc["recipe, 12 epochs", "seconds to 0.93"] == 580.0 and table.loc["recipe, 12 epochs", "val acc"] == 0.932
+    pairs = speedrun_search.paired_differences(runs)
+    assert pairs == {"EMA (averaged statistics) minus raw weights": pytest.approx([0.003, -0.001]),
+                     "EMA, statistics recomputed minus averaged": pytest.approx([-0.001, 0.003]),
+                     "flip TTA minus none (EMA)": pytest.approx([0.002, 0.002])}
+    assert list(speedrun_search.pairs_table(runs)["n"]) == [2, 2, 2]
+    recipe = speedrun_search.recipe({"variant": "batch 128, 7 epochs"}, Scale.of(False))
+    assert recipe["batch_size"] == 128 and recipe["lr"] == 0.1 and recipe["amp"] is None
+    assert speedrun_search.recipe({"variant": "batch 128, 7 epochs"}, SMOKE)["epochs"] == 1
+    assert speedrun_search.EXPERIMENT.seeds == 1 and [c["variant"] for c in speedrun_search.configs(SMOKE)] == list(
+        speedrun_search.VARIANTS)
+
+
 def learning_rates(optimizer: torch.optim.Optimizer, scheduler, steps: int) -> list[float]:
     """The first group's rate at each of ``steps`` optimizer steps, the scheduler stepped after each."""
     rates = []
@@ -487,6 +510,19 @@ def test_command_line_lists_and_names_errors(capsys):
         main(["relu"])
     with pytest.raises(ValueError, match="Known experiments: .*relu_tanh"):
         get_experiment("nothing")
+
+
+def test_command_line_seeds_default_to_the_experiments(monkeypatch, tmp_path):
+    seen = []
+
+    def record(experiment, out, seeds, **kwargs):
+        seen.append((experiment.name, seeds))
+        return SimpleNamespace(runs=[])
+
+    monkeypatch.setattr("cnnlib.experiments.__main__.run_experiment", record)
+    for argv in (["relu_tanh"], ["speedrun_search"], ["speedrun_search", "--seeds", "3"]):
+        main([*argv, "--out", str(tmp_path / "x.json")])
+    assert seen == [("relu_tanh", 3), ("speedrun_search", 1), ("speedrun_search", 3)]
 
 
 def test_command_line_runs_and_resumes(tmp_path):

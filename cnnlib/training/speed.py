@@ -41,7 +41,9 @@ class EMA(Callback):
     use_buffers=True)`` on parameters and floating buffers after the same updates, once that has been
     given the starting weights (its first ``update_parameters`` copies; ours starts as the copy).
     The averaged weights are a cheap ensemble over the last ~1 / (1 - decay) steps; whether they beat
-    the raw weights is measured, not assumed (the speedrun's ablation, ``results/speedrun.json``).
+    the raw weights, and whether averaged statistics do as well as statistics recomputed for the averaged
+    weights, is measured, not assumed: paired, in ``results/speedrun_search.json``
+    (``speedrun_recipe.paired_evaluations``).
     """
 
     def __init__(self, model: nn.Module, decay: float = 0.99, warmup: bool = True) -> None:
