@@ -40,12 +40,16 @@ FULL = "full recipe"
 EPOCHS = 4
 
 
-def protocol(scale: Scale) -> dict:
-    """The recipe every configuration starts from, ``EPOCHS`` long (smoke: one short epoch); lists,
-    as JSON keeps them."""
-    short = dict(epochs=1, batch_size=64) if scale.smoke else dict(epochs=EPOCHS)
-    recipe = {**speedrun_recipe.CONFIG, "amp": None, **short}
+def fp32_recipe(**changes) -> dict:
+    """``speedrun_recipe.CONFIG`` in fp32 (``amp=None``, so that every CPU computes the same arithmetic) with
+    ``changes``; tuples as lists, as JSON keeps them."""
+    recipe = {**speedrun_recipe.CONFIG, "amp": None, **changes}
     return {key: list(value) if isinstance(value, tuple) else value for key, value in recipe.items()}
+
+
+def protocol(scale: Scale) -> dict:
+    """The recipe every configuration starts from, ``EPOCHS`` long (smoke: one short epoch)."""
+    return fp32_recipe(**(dict(epochs=1, batch_size=64) if scale.smoke else dict(epochs=EPOCHS)))
 
 
 def configs(scale: Scale) -> list[dict]:
@@ -63,6 +67,12 @@ def run(config: dict, seed: int, context: Context) -> dict:
         return {"train_examples": len(context.splits.train), "epochs": recipe["epochs"], "train_loss": [],
                 "train_error": [], "val_acc": [], "test_acc": None, "seconds": time.perf_counter() - began,
                 "diverged": str(error)}
+    return run_record(record)
+
+
+def run_record(record: dict) -> dict:
+    """A results file's run (``results.RUN_KEYS`` less config and seed, with ``elapsed`` and ``examples_per_s``)
+    from the record of ``speedrun_recipe.run(..., split="val", final_test=True)``: its epochs' rows as lists."""
     rows = record["epochs"]
     return {"train_examples": record["train_examples"], "epochs": len(rows),
             "train_loss": [r["train_loss"] for r in rows], "train_error": [r["train_error"] for r in rows],
